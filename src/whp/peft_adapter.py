@@ -1,0 +1,49 @@
+"""The one place that talks to peft (its API moves between releases)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from transformers import PreTrainedModel
+
+
+def add_adapter(model: PreTrainedModel, lora) -> PeftModel:
+    """A fresh trainable LoRA adapter on `model` (base weights frozen). `lora`: whp.models.LoraConfig."""
+    targets = lora.target_modules
+    target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_adapter(model: PreTrainedModel, folder: Path, trainable: bool = False) -> PeftModel:
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    return (Path(folder) / "adapter_config.json").is_file()
+
+
+def is_peft_model(model) -> bool:
+    return isinstance(model, PeftModel)
+
+
+def merged(model) -> PreTrainedModel:
+    """The plain model with the adapter folded into its weights."""
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+@contextlib.contextmanager
+def adapter_disabled(model) -> Iterator[None]:
+    """Run the base model under the adapter (the LoRA-shared baseline)."""
+    with model.disable_adapter():
+        yield
