@@ -102,11 +102,19 @@ def model_vocab_size(model: PreTrainedModel) -> int:
     return model.get_output_embeddings().weight.shape[0]
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
-    """Write a `from_pretrained` folder (safetensors + tokenizer) atomically."""
+def save_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path, extra_files: dict[str, str] | None = None
+) -> None:
+    """Write a `from_pretrained` folder (safetensors + tokenizer, plus `extra_files` texts) atomically."""
     with atomic_folder(Path(folder)) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def add_lora(model: PreTrainedModel, lora: LoraConfig):

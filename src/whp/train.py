@@ -121,6 +121,13 @@ def _load_checkpoint(folder: Path, model, optimizer) -> tuple[int, list[float], 
     return state["step"], state["losses"], state["tokens"]
 
 
+def _truncate_log(path: Path, steps: int) -> None:
+    """Keep the log lines of the `steps` steps a resumed run starts from (later ones are redone)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)[:steps]
+        path.write_text("".join(lines))
+
+
 def train(
     model: torch.nn.Module,
     examples: Sequence[Batch],
@@ -144,6 +151,9 @@ def train(
     if checkpoint and checkpoint.is_dir():
         step, losses, tokens = _load_checkpoint(checkpoint, model, optimizer)
         log.info("%s: resuming at step %d of %d", desc, step, total)
+    if work_dir:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        _truncate_log(Path(work_dir) / "train_log.jsonl", step)
     torch.manual_seed(cfg.seed + step)
     model.train()
     started = time.perf_counter()

@@ -1,0 +1,77 @@
+"""`whp` command line: subcommands parse arguments, build a config, call the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from whp.errors import WhpError
+
+log = logging.getLogger("whp")
+
+_STAGE_COMMANDS = {
+    "unlearn": (("reinforce", "labels", "finetune"), "run every stage: reinforced model, generic labels, fine-tuning"),
+    "reinforce": (("reinforce",), "stage 1: fine-tune the baseline further on the target (OUT/reinforced)"),
+    "labels": (("labels",), "stage 2: generic labels from the baseline, reinforced model and dictionary (OUT/labels)"),
+    "finetune": (("finetune",), "stage 3: fine-tune the baseline on the generic labels (OUT/model)"),
+}
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="baseline model folder, hub id, or 'smollm2-135m-instruct'")
+    parser.add_argument("--target", nargs="+", help="text file(s) to forget")
+    parser.add_argument("--anchors", help="anchored dictionary (JSON or YAML): anchor -> generic alternatives")
+    parser.add_argument("--reinforced", help="use this reinforced model or LoRA adapter folder instead of training one")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (re-run the same command to resume)")
+    parser.add_argument("--config", help="YAML config; flags and --set override it")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set labels.alpha=2 --set finetune.train.lr=1e-5")
+    parser.add_argument("--overwrite", action="store_true", help="redo stages whose settings changed (or reuse a non-run folder)")
+    parser.add_argument("--trust-remote-code", action="store_true", default=None, help="allow model code from the model folder")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whp", description="Make a causal LM forget a body of knowledge (Who's Harry Potter? method).")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in _STAGE_COMMANDS.items():
+        _add_run_arguments(commands.add_parser(name, help=help_text, description=help_text))
+    commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M")
+    return parser
+
+
+def _run_stages(args: argparse.Namespace) -> None:
+    from whp.config import load_config
+    from whp.pipeline import run_unlearn
+
+    cfg = load_config(args.config, args.overrides, model=args.model, target=args.target, anchors=args.anchors,
+                      reinforced=args.reinforced, trust_remote_code=args.trust_remote_code)
+    stages, _ = _STAGE_COMMANDS[args.command]
+    result = run_unlearn(cfg, args.out, overwrite=args.overwrite, stages=stages)
+    print(f"done: {result}")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    raise WhpError("the built-in demo is not built yet (issue 4); `whp unlearn` works on your own model and text")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="whp: %(message)s")
+    for noisy in ("transformers", "peft", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        _demo(args) if args.command == "demo" else _run_stages(args)
+    except WhpError as exc:
+        print(f"whp: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("whp: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Evaluation prompt files (JSON Lines, one object per line; blank lines are skipped).
+
+- probability prompts: `{"prompt": "Sherlock Holmes's arch-enemy was Professor", "continuations": ["Moriarty"]}`
+- completion prompts:  `{"prompt": "...", "references": ["Watson", "Baker Street"], "themes": ["deduce"]}`
+  (`themes` is optional: weaker, typical-of-the-target words used by the offline judge for grade 2)
+- question answering:  `{"question": "Who is Holmes's landlady?", "answer": "Mrs Hudson"}`
+
+A bad line is a `WhpError` naming the file and the line: "line 3: field 'continuations' is missing".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from whp.errors import WhpError
+
+
+@dataclass
+class ProbabilityPrompt:
+    prompt: str
+    continuations: list[str]  # words whose first token reveals the target ("Moriarty")
+
+
+@dataclass
+class CompletionPrompt:
+    prompt: str
+    references: list[str]  # names or details unique to the target that a familiar model would produce
+    themes: list[str] = field(default_factory=list)  # typical themes (grade 2 for the offline judge)
+
+
+@dataclass
+class QAItem:
+    question: str
+    answer: str
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    path = Path(path)
+    if not path.is_file():
+        raise WhpError("prompt file does not exist", path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise WhpError(f"not UTF-8 text (byte {exc.start})", path) from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WhpError(f"line {number}: invalid JSON ({exc.msg})", path) from exc
+        if not isinstance(obj, dict):
+            raise WhpError(f"line {number}: expected a JSON object", path)
+        yield number, obj
+
+
+def _string(obj: dict, name: str, number: int, path: Path) -> str:
+    if name not in obj:
+        raise WhpError(f"line {number}: field {name!r} is missing", path)
+    value = obj[name]
+    if not isinstance(value, str):
+        raise WhpError(f"line {number}: field {name!r} must be a string", path)
+    if not value.strip():
+        raise WhpError(f"line {number}: field {name!r} is empty", path)
+    return value
+
+
+def _strings(obj: dict, name: str, number: int, path: Path, required: bool = True) -> list[str]:
+    if name not in obj:
+        if required:
+            raise WhpError(f"line {number}: field {name!r} is missing", path)
+        return []
+    value = obj[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WhpError(f"line {number}: field {name!r} must be a list of strings", path)
+    if required and not value:
+        raise WhpError(f"line {number}: field {name!r} is empty", path)
+    if any(not v.strip() for v in value):
+        raise WhpError(f"line {number}: field {name!r} has an empty string", path)
+    return value
+
+
+def _nonempty(items: list, path: Path) -> list:
+    if not items:
+        raise WhpError("no items in file", path)
+    return items
+
+
+def load_probability_prompts(path: str | Path) -> list[ProbabilityPrompt]:
+    path = Path(path)
+    return _nonempty(
+        [
+            ProbabilityPrompt(_string(o, "prompt", n, path), _strings(o, "continuations", n, path))
+            for n, o in _lines(path)
+        ],
+        path,
+    )
+
+
+def load_completion_prompts(path: str | Path) -> list[CompletionPrompt]:
+    path = Path(path)
+    return _nonempty(
+        [
+            CompletionPrompt(
+                _string(o, "prompt", n, path),
+                _strings(o, "references", n, path),
+                _strings(o, "themes", n, path, required=False),
+            )
+            for n, o in _lines(path)
+        ],
+        path,
+    )
+
+
+def load_qa(path: str | Path) -> list[QAItem]:
+    path = Path(path)
+    return _nonempty([QAItem(_string(o, "question", n, path), _string(o, "answer", n, path)) for n, o in _lines(path)], path)

@@ -1,0 +1,107 @@
+"""Relearning attack: does the forgotten knowledge come back after a few fine-tuning steps on a
+little target text? Published WHP models failed exactly here (Lynch et al. 2024, "Eight methods
+to evaluate robust unlearning in LLMs"), so it is a first-class number of every evaluation."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from whp.corpus import make_blocks
+from whp.errors import WhpError
+from whp.models import load_model
+from whp.train import Batch, TrainConfig, train
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+    """Plain next-token cross-entropy (the model shifts `labels`). TODO: move to `whp.methods`
+    when that package has a causal-LM loss; it is here because the attack needs one now."""
+    out = model(input_ids=batch["input_ids"], labels=batch["labels"])
+    n_tokens = int((batch["labels"][:, 1:] != -100).sum())  # (B, T-1) predicted tokens
+    return out.loss, n_tokens
+
+
+def slice_examples(
+    tokenizer: PreTrainedTokenizerBase, text: str, block_size: int, n_blocks: int, seed: int
+) -> list[Batch]:
+    """Up to `n_blocks` blocks of the text (seeded draw, text order), each {"input_ids", "labels"} (T,)."""
+    blocks = make_blocks(text, tokenizer, block_size) or make_blocks(text, tokenizer, block_size, keep_tail=True)
+    blocks = [b for b in blocks if len(b.ids) >= 2]
+    if not blocks:
+        raise WhpError("target text is too short for a relearning attack (fewer than 2 tokens)")
+    if len(blocks) > n_blocks:
+        blocks = sorted(random.Random(seed).sample(blocks, n_blocks), key=lambda b: b.index)
+    examples = []
+    for block in blocks:
+        ids = torch.tensor(block.ids, dtype=torch.long)  # (T,)
+        examples.append({"input_ids": ids, "labels": ids.clone()})
+    return examples
+
+
+def mean_loss(model: torch.nn.Module, examples: list[Batch], batch_size: int) -> float:
+    """Token-weighted mean next-token loss of the model on the examples."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            group = examples[start : start + batch_size]
+            batch = {k: torch.stack([ex[k] for ex in group]).to(device) for k in group[0]}  # (B, T)
+            loss, n = causal_lm_loss(model, batch)
+            total, count = total + loss.item() * n, count + n
+    return total / count
+
+
+def relearning_attack(
+    model_path: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    target_text: str,
+    probe: Callable[[PreTrainedModel], float],
+    steps: int = 20,
+    lr: float = 1e-5,
+    block_size: int = 256,
+    batch_size: int = 4,
+    n_blocks: int = 8,
+    seed: int = 0,
+    device: str | None = None,
+    bf16: bool | None = None,
+) -> dict:
+    """Load a fresh copy of the (unlearned) model, fine-tune every weight for `steps` steps at a
+    constant `lr` on `n_blocks` blocks of target text, and measure `probe` (e.g. probability
+    familiarity, higher = more familiar) before and after. value = the probe after the attack;
+    an unlearning that holds keeps it near the value before (`change` ≈ 0), one that only hid
+    the knowledge jumps back towards the original model's value. Also reported: the model's
+    loss on the slice before and after (it must fall: the attack did train), per-step losses.
+    `device` defaults to CUDA when available; `bf16` autocast defaults to on for CUDA only."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = (device != "cpu") if bf16 is None else bf16
+    model = load_model(model_path).to(device)
+    examples = slice_examples(tokenizer, target_text, block_size, n_blocks, seed)
+    cfg = TrainConfig(
+        lr=lr, max_steps=steps, batch_size=batch_size, schedule="constant", bf16=bf16,
+        checkpoint_every=0, seed=seed, lora=False,
+    )
+    started = time.perf_counter()
+    probe_before, loss_before = probe(model), mean_loss(model, examples, batch_size)
+    result = train(model, examples, causal_lm_loss, cfg, work_dir=None, desc="relearning attack")
+    probe_after, loss_after = probe(model), mean_loss(model, examples, batch_size)
+    del model
+    return {
+        "value": probe_after,
+        "probe_before": probe_before,
+        "probe_after": probe_after,
+        "change": probe_after - probe_before,
+        "slice_loss_before": loss_before,
+        "slice_loss_after": loss_after,
+        "train_losses": result.losses,
+        "steps": steps,
+        "lr": lr,
+        "blocks": len(examples),
+        "block_size": len(examples[0]["input_ids"]),
+        "tokens_trained": result.tokens,
+        "seconds": time.perf_counter() - started,
+    }

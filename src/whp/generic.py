@@ -1,0 +1,224 @@
+"""Generic predictions and labels (DESIGN §2.4), written to disk in resumable shards.
+
+    v_generic = v_B − α · ReLU(v_R − v_B),    label[t+1] = argmax v_generic[t]
+
+v_R: the reinforced model's logits on the original block; v_B: the baseline's logits on the
+translated block, gathered at the aligned positions, with fix 2 applied. Labels follow the
+Hugging Face convention (the model shifts them): the label computed at position t is stored
+at t+1; ignored positions hold -100. Optional soft targets keep the top-k generic logits at
+position t itself (they are a next-token distribution, like the model's own logits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from whp.files import write_json
+from whp.translate import AlignedBlock
+
+log = logging.getLogger("whp")
+
+IGNORE = -100
+Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids (B,T), mask (B,T)) -> logits (B,T,V)
+
+
+@dataclass
+class LabelsConfig:
+    """Generic-label computation."""
+
+    alpha: float = field(default=5.0, metadata={"help": "weight of ReLU(v_R - v_B); 0 = anchors only (no reinforced pass)"})
+    use_dictionary: bool = field(default=True, metadata={"help": "translate anchors; false = reinforcement only"})
+    top_k: int = field(default=0, metadata={"help": "also store the top-k generic logits per position (soft labels); 0 = hard labels only"})
+    batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
+    shard_blocks: int = field(default=16, metadata={"help": "blocks per label shard on disk (the unit of resume)"})
+    seed: int = field(default=0, metadata={"help": "seed for drawing one dictionary alternative per key per block"})
+    dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if self.top_k < 0 or self.batch_size < 1 or self.shard_blocks < 1:
+            raise ValueError("top_k must be >= 0, batch_size and shard_blocks >= 1")
+        if self.dtype not in ("bfloat16", "float32"):
+            raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
+
+
+def generic_logits(v_reinforced: torch.Tensor, v_baseline: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(K, V), (K, V) -> (K, V): push down every token the reinforced model raised."""
+    return v_baseline - alpha * torch.relu(v_reinforced - v_baseline)
+
+
+def lower_forbidden(v_baseline: torch.Tensor, target_positions: torch.Tensor, forbidden: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Fix 2: at positions from `start` on, lower `token`'s logit to the position's mean logit.
+
+    v_baseline: (K, V) logits at translated positions `target_positions` (K,).
+    """
+    if not forbidden:
+        return v_baseline
+    mean = v_baseline.mean(dim=-1)  # (K,)
+    starts = torch.tensor([start for start, _ in forbidden], device=v_baseline.device)  # (F,)
+    tokens = torch.tensor([token for _, token in forbidden], device=v_baseline.device)  # (F,)
+    applies = target_positions[:, None] >= starts[None, :]  # (K, F)
+    rows, cols = applies.nonzero(as_tuple=True)
+    lowered = v_baseline.clone()
+    current = lowered[rows, tokens[cols]]
+    lowered[rows, tokens[cols]] = torch.minimum(current, mean[rows])
+    return lowered
+
+
+@dataclass
+class BlockLabels:
+    labels: torch.Tensor  # (T,) int64, IGNORE where no label; label of position t at t+1
+    top_values: torch.Tensor | None  # (T, k) float32 generic logits at position t
+    top_indices: torch.Tensor | None  # (T, k) int64
+
+
+def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int) -> BlockLabels:
+    """Labels of one block from its logits: v_reinforced (T, V) on the original, v_baseline (T', V) on the translation."""
+    length = len(aligned.original_ids)
+    device = v_baseline.device
+    source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
+    target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
+    v_b = lower_forbidden(v_baseline[target].float(), target, aligned.forbidden)  # (K, V)
+    v_gen = v_b if v_reinforced is None or alpha == 0 else generic_logits(v_reinforced[source].float(), v_b, alpha)
+    labels = torch.full((length,), IGNORE, dtype=torch.long, device=device)
+    labels[source + 1] = v_gen.argmax(dim=-1)
+    if not top_k:
+        return BlockLabels(labels.cpu(), None, None)
+    values = torch.zeros((length, top_k), dtype=torch.float32, device=device)
+    indices = torch.zeros((length, top_k), dtype=torch.long, device=device)
+    top = v_gen.topk(top_k, dim=-1)
+    values[source], indices[source] = top.values, top.indices
+    return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
+
+
+def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest: ids (B, L) and attention mask (B, L)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, baseline: Forward, alpha: float, top_k: int, pad_id: int) -> list[BlockLabels]:
+    """Two forward passes over a batch of blocks, then per-block labels."""
+    translated_ids, translated_mask = _pad([b.translated_ids for b in blocks], pad_id)
+    v_baseline = baseline(translated_ids, translated_mask)  # (B, T', V)
+    v_reinforced = None
+    if reinforced is not None and alpha > 0:
+        original_ids, original_mask = _pad([b.original_ids for b in blocks], pad_id)
+        v_reinforced = reinforced(original_ids, original_mask)  # (B, T, V)
+    return [
+        block_labels(block, None if v_reinforced is None else v_reinforced[i], v_baseline[i], alpha, top_k)
+        for i, block in enumerate(blocks)
+    ]
+
+
+# ---- shards on disk --------------------------------------------------------------------------
+
+
+def fingerprint(parts: dict) -> str:
+    """A short stable hash of everything the labels depend on."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shard_path(folder: Path, shard: int) -> Path:
+    return Path(folder) / f"shard-{shard:05d}.safetensors"
+
+
+def n_shards(n_blocks: int, shard_blocks: int) -> int:
+    return -(-n_blocks // shard_blocks)
+
+
+def write_shard(path: Path, blocks: Sequence[AlignedBlock], labels: Sequence[BlockLabels], block_indices: Sequence[int], pad_id: int) -> None:
+    input_ids, mask = _pad([b.original_ids for b in blocks], pad_id)  # (n, T)
+    label_rows = torch.full_like(input_ids, IGNORE)
+    for row, block in enumerate(labels):
+        label_rows[row, : len(block.labels)] = block.labels
+    tensors = {
+        "input_ids": input_ids.to(torch.int32),
+        "attention_mask": mask.to(torch.int8),
+        "labels": label_rows.to(torch.int32),
+        "block_index": torch.tensor(block_indices, dtype=torch.int32),
+    }
+    if labels[0].top_values is not None:
+        width = input_ids.shape[1]
+        k = labels[0].top_values.shape[1]
+        values = torch.zeros((len(labels), width, k), dtype=torch.float32)
+        indices = torch.zeros((len(labels), width, k), dtype=torch.int32)
+        for row, block in enumerate(labels):
+            values[row, : len(block.labels)] = block.top_values
+            indices[row, : len(block.labels)] = block.top_indices.to(torch.int32)
+        tensors.update(top_values=values, top_indices=indices)
+    tmp = path.parent / f".{path.name}.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+
+
+def compute_labels(
+    folder: Path,
+    n_blocks: int,
+    align: Callable[[int], AlignedBlock],
+    reinforced: Forward | None,
+    baseline: Forward,
+    cfg: LabelsConfig,
+    pad_id: int,
+    shards: Sequence[int] | None = None,
+) -> dict:
+    """Write every missing shard of `folder` (finished shards are skipped: resume), then a
+    `complete.json` marker. `align(i)` gives block i aligned; `shards` limits the work to a
+    subset (one process's share). Returns counts for the run record."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in (shards if shards is not None else range(n_shards(n_blocks, cfg.shard_blocks))) if not shard_path(folder, s).is_file()]
+    stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0}
+    shard_blocks = {s: range(s * cfg.shard_blocks, min(n_blocks, (s + 1) * cfg.shard_blocks)) for s in todo}
+    with tqdm(total=sum(map(len, shard_blocks.values())), desc="generic labels", unit="block", dynamic_ncols=True) as bar:
+        for shard, indices in shard_blocks.items():
+            aligned = [align(i) for i in indices]
+            labels = []
+            for first in range(0, len(aligned), cfg.batch_size):
+                batch = aligned[first : first + cfg.batch_size]
+                labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id))
+                bar.update(len(batch))
+            write_shard(shard_path(folder, shard), aligned, labels, indices, pad_id)
+            stats["blocks"] += len(aligned)
+            stats["labelled_positions"] += sum(len(a.source_positions) for a in aligned)
+            stats["anchors"] += sum(len(a.occurrences) for a in aligned)
+    return stats
+
+
+def mark_complete(folder: Path, n_blocks: int, cfg: LabelsConfig) -> None:
+    write_json(Path(folder) / "complete.json", {"blocks": n_blocks, "shards": n_shards(n_blocks, cfg.shard_blocks)})
+
+
+def is_complete(folder: Path) -> bool:
+    return (Path(folder) / "complete.json").is_file()
+
+
+def load_examples(folder: Path) -> list[dict[str, torch.Tensor]]:
+    """Training examples from finished shards: input_ids, attention_mask, labels [, top_values, top_indices]."""
+    examples = []
+    for path in sorted(Path(folder).glob("shard-*.safetensors")):
+        tensors = load_file(str(path))
+        for row in range(tensors["input_ids"].shape[0]):
+            example = {key: value[row] for key, value in tensors.items() if key != "block_index"}
+            for key in ("input_ids", "attention_mask", "labels", "top_indices"):
+                if key in example:
+                    example[key] = example[key].long()
+            examples.append(example)
+    return examples

@@ -1,0 +1,375 @@
+"""The three stages of `whp unlearn` over one run folder, resumable and checked.
+
+Run folder layout:
+    config.yaml          the resolved configuration (latest)
+    run.json             versions, per-stage settings fingerprint, timings and token counts
+    reinforced/          stage 1: the reinforced model (LoRA adapter or full model) + tokenizer
+    labels/<fp>/         stage 2: generic-label shards keyed by a fingerprint of their inputs
+    model/               stage 3: the unlearned model, loads with `from_pretrained`
+    work/<stage>/        checkpoints and training logs
+Every output is written to a temporary sibling and renamed into place, so a folder that
+exists is finished; a re-run skips finished stages and resumes unfinished ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+import whp
+from whp import peft_adapter
+from whp.anchors.dictionary import AnchorMatcher, Dictionary, draw_alternatives, keys_missing_from, load_dictionary
+from whp.config import RunConfig, to_dict
+from whp.corpus import Block, load_blocks, read_text
+from whp.errors import WhpError, warn
+from whp.files import atomic_folder, read_json, write_json, write_yaml
+from whp.generic import Forward, compute_labels, fingerprint, is_complete, load_examples, mark_complete
+from whp.methods.lm import lm_examples, lm_loss
+from whp.methods.whp import hard_label_loss, soft_label_loss
+from whp.models import (
+    add_lora,
+    check_same_vocabulary,
+    default_device,
+    load_model,
+    load_tokenizer,
+    model_vocab_size,
+    resolve_model_path,
+    save_model,
+)
+from whp.train import train
+from whp.translate import align_block
+
+log = logging.getLogger("whp")
+
+STAGES = ("reinforce", "labels", "finetune")
+_STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative)
+    "reinforce": ("model", "target", "trust_remote_code", "corpus", "reinforced", "reinforce"),
+    "labels": ("anchors", "labels"),
+    "finetune": ("finetune",),
+}
+
+
+def stage_settings(cfg: RunConfig, stage: str) -> dict:
+    keys = [k for s in STAGES[: STAGES.index(stage) + 1] for k in _STAGE_INPUTS[s]]
+    full = to_dict(cfg)
+    return {key: full[key] for key in keys}
+
+
+# ---- the run folder --------------------------------------------------------------------------
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def check_paths(cfg: RunConfig, out: Path) -> None:
+    """The output folder must not be, or lie inside, an input folder, nor hold an input."""
+    out = out.resolve()
+    folders = [resolve_model_path(cfg.model)] + ([cfg.reinforced] if cfg.reinforced else [])
+    for folder in (Path(f).resolve() for f in folders if Path(f).exists()):
+        if out == folder or folder in out.parents:
+            raise WhpError(f"output folder is or lies inside the input folder {folder}; choose another --out", out)
+    inputs = [*cfg.target, *([cfg.anchors] if cfg.anchors else []), *folders]
+    own_products = {out / "reinforced"}
+    for path in (Path(p).resolve() for p in inputs if Path(p).exists()):
+        if out in path.parents and path not in own_products:
+            raise WhpError(f"input {path} lies inside the output folder; choose another --out", out)
+
+
+def prepare_run_folder(cfg: RunConfig, out: Path, overwrite: bool) -> dict:
+    """Create or reopen the run folder; refuse one that holds a different run unless `overwrite`,
+    in which case the stages made with other settings (and those after them) are removed."""
+    check_paths(cfg, out)
+    record_path = out / "run.json"
+    if out.exists() and any(out.iterdir()) and not record_path.is_file():
+        if not overwrite:
+            raise WhpError("output folder is not empty and holds no whp run; use --overwrite or another --out", out)
+        shutil.rmtree(out)
+    record = read_json(record_path) if record_path.is_file() else {"stages": {}}
+    old_config = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").is_file() else {}
+    for position, stage in enumerate(STAGES):
+        done = record["stages"].get(stage)
+        if done and done["settings"] != fingerprint(stage_settings(cfg, stage)):
+            if not overwrite:
+                changed = _differences(
+                    {k: old_config.get(k) for k in stage_settings(cfg, stage)}, stage_settings(cfg, stage)
+                )
+                raise WhpError(
+                    f"holds a different run: stage {stage!r} was made with other settings "
+                    f"({', '.join(changed) or 'inputs changed'}); use --overwrite to redo it, or another --out",
+                    out,
+                )
+            for later in STAGES[position:]:
+                _remove_stage(out, later)
+                record["stages"].pop(later, None)
+            break
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(out / "config.yaml", to_dict(cfg))
+    record.update(whp=whp.__version__, versions=_versions(), command=sys.argv)
+    write_json(record_path, record)
+    return record
+
+
+def _remove_stage(out: Path, stage: str) -> None:
+    targets = {"reinforce": ["reinforced", "work/reinforce"], "labels": ["labels"], "finetune": ["model", "work/finetune"]}
+    for name in targets[stage]:
+        shutil.rmtree(out / name, ignore_errors=True)
+    log.info("removed stage %s (its settings changed)", stage)
+
+
+def _versions() -> dict:
+    import peft
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+def _record_stage(out: Path, record: dict, cfg: RunConfig, stage: str, seconds: float, **facts) -> None:
+    previous = record["stages"].get(stage, {})
+    record["stages"][stage] = {
+        "settings": fingerprint(stage_settings(cfg, stage)),
+        "seconds": round(previous.get("seconds", 0.0) + seconds, 2),
+        **facts,
+    }
+    write_json(out / "run.json", record)
+
+
+# ---- stage 1: reinforced model ---------------------------------------------------------------
+
+
+def reinforced_path(cfg: RunConfig, out: Path) -> Path:
+    return Path(cfg.reinforced) if cfg.reinforced else out / "reinforced"
+
+
+def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
+    """Fine-tune the baseline further on the target; a LoRA adapter unless reinforce.train.lora=false."""
+    destination = reinforced_path(cfg, out)
+    if cfg.reinforced or destination.is_dir():
+        return destination
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    blocks = load_blocks(cfg.target, tokenizer, cfg.corpus)
+    train_cfg = cfg.reinforce.train
+    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
+    if train_cfg.lora:
+        model = add_lora(model, train_cfg.lora_config)
+    result = train(model, lm_examples(blocks), lm_loss, train_cfg, out / "work" / "reinforce", "reinforce")
+    if train_cfg.lora:
+        with atomic_folder(destination) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    else:
+        save_model(model, tokenizer, destination)
+    _record_stage(out, record, cfg, "reinforce", time.perf_counter() - started,
+                  steps=result.steps, tokens=result.tokens, final_loss=result.losses[-1], blocks=len(blocks))
+    return destination
+
+
+# ---- stage 2: generic labels -----------------------------------------------------------------
+
+
+def _folder_identity(path: str | Path) -> dict:
+    """What identifies a model for the fingerprint: its path and its weight files' sizes."""
+    folder = Path(resolve_model_path(path))
+    if not folder.is_dir():
+        return {"id": str(path)}
+    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    return {"path": str(folder.resolve()), "weights": {p.name: p.stat().st_size for p in weights}}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_dictionary(cfg: RunConfig, text: str) -> Dictionary:
+    if not cfg.labels.use_dictionary:
+        return {}
+    if not cfg.anchors:
+        warn("no anchored dictionary given (--anchors): generic labels come from the reinforced model alone")
+        return {}
+    dictionary = load_dictionary(cfg.anchors)
+    missing = keys_missing_from(dictionary, text)
+    if len(missing) == len(dictionary):
+        warn(f"{cfg.anchors}: no dictionary key occurs in the target text; anchors will change nothing")
+    elif missing:
+        log.info("%d of %d dictionary keys do not occur in the target", len(missing), len(dictionary))
+    return dictionary
+
+
+def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forward | None, Forward]:
+    """The reinforced and baseline forward passes; one set of base weights when R is an adapter."""
+    dtype = torch.bfloat16 if cfg.labels.dtype == "bfloat16" else torch.float32
+    device = default_device()
+    base = load_model(cfg.model, dtype, cfg.trust_remote_code).to(device)
+
+    def forward(model, ids, mask):
+        return model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+
+    if path is None:
+        return None, functools.partial(forward, base)
+    if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
+        check_same_vocabulary(tokenizer, load_tokenizer(path, cfg.trust_remote_code), cfg.model, str(path))
+    if peft_adapter.is_adapter_folder(path):
+        shared = peft_adapter.load_adapter(base, path).eval()
+
+        def baseline(ids, mask):
+            with peft_adapter.adapter_disabled(shared):
+                return forward(shared, ids, mask)
+
+        return functools.partial(forward, shared), baseline
+    reinforced = load_model(path, dtype, cfg.trust_remote_code).to(device)
+    if model_vocab_size(reinforced) != model_vocab_size(base):
+        raise WhpError(f"vocabulary size {model_vocab_size(reinforced)} differs from the baseline's {model_vocab_size(base)}", path)
+    return functools.partial(forward, reinforced), functools.partial(forward, base)
+
+
+def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) -> Path:
+    uses_reinforced = cfg.labels.alpha > 0
+    parts = {
+        "model": _folder_identity(cfg.model),
+        "reinforced": _folder_identity(reinforced_path(cfg, out)) if uses_reinforced else None,
+        "corpus": _sha256(text),
+        "dictionary": _sha256(json.dumps(dictionary, sort_keys=True)),
+        "block_size": cfg.corpus.block_size,
+        "keep_tail": cfg.corpus.keep_tail,
+        "labels": {k: v for k, v in to_dict(cfg)["labels"].items() if k not in ("batch_size", "shard_blocks")},
+        "shard_blocks": cfg.labels.shard_blocks,
+    }
+    return out / "labels" / fingerprint(parts)
+
+
+def run_labels(cfg: RunConfig, out: Path, record: dict, shards: list[int] | None = None) -> Path:
+    """Compute generic labels for every block, in shards (resumable)."""
+    text = read_text(cfg.target)
+    dictionary = _load_dictionary(cfg, text)
+    if cfg.labels.alpha == 0 and not dictionary:
+        raise WhpError("nothing to unlearn: labels.alpha is 0 and there is no anchored dictionary")
+    folder = labels_folder(cfg, out, text, dictionary)
+    if is_complete(folder):
+        return folder
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    blocks = load_blocks(cfg.target, tokenizer, cfg.corpus)
+    reinforced, baseline = _label_forwards(cfg, reinforced_path(cfg, out) if cfg.labels.alpha > 0 else None, tokenizer)
+    align = _aligner(blocks, dictionary, tokenizer, cfg.labels.seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id, shards)
+    tokens = sum(len(b.ids) for b in blocks)
+    _record_stage(out, record, cfg, "labels", time.perf_counter() - started, folder=folder.name, tokens=tokens,
+                  dictionary_keys=len(dictionary), **stats)
+    if shards is None:
+        mark_complete(folder, len(blocks), cfg.labels)
+    return folder
+
+
+def _aligner(blocks: list[Block], dictionary: Dictionary, tokenizer, seed: int) -> Callable:
+    matcher = AnchorMatcher(dictionary)
+
+    def align(i: int):
+        block = blocks[i]
+        choice = draw_alternatives(dictionary, seed, block.index)
+        return align_block(block.text, block.ids, block.offsets, tokenizer, matcher, choice)
+
+    return align
+
+
+def finished_labels(cfg: RunConfig, out: Path) -> Path:
+    text = read_text(cfg.target)
+    folder = labels_folder(cfg, out, text, _load_dictionary(cfg, text))
+    if not is_complete(folder):
+        raise WhpError("generic labels are not computed yet; run `whp labels` (or `whp unlearn`) first", folder)
+    return folder
+
+
+# ---- stage 3: fine-tune on generic labels ----------------------------------------------------
+
+
+def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
+    destination = out / "model"
+    if destination.is_dir():
+        return destination
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    examples = load_examples(folder)
+    if cfg.finetune.loss == "soft" and "top_values" not in examples[0]:
+        raise WhpError("finetune.loss=soft but these labels have no top-k logits (set labels.top_k)", folder)
+    train_cfg = cfg.finetune.train
+    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
+    if train_cfg.lora:
+        model = add_lora(model, train_cfg.lora_config)
+    loss_fn = hard_label_loss if cfg.finetune.loss == "hard" else functools.partial(soft_label_loss, temperature=cfg.finetune.temperature)
+    result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
+    model = peft_adapter.merged(model)
+    _record_stage(out, record, cfg, "finetune", time.perf_counter() - started,
+                  steps=result.steps, tokens=result.tokens, first_loss=result.losses[0], final_loss=result.losses[-1])
+    save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    return destination
+
+
+def model_card(cfg: RunConfig, record: dict) -> str:
+    """A Markdown card for the model folder: what was forgotten, how, and what it cost."""
+    rows = "\n".join(
+        f"| {stage} | {facts.get('seconds', '')} | {facts.get('tokens', '')} | {facts.get('final_loss', '')} |"
+        for stage, facts in record["stages"].items()
+    )
+    return f"""# Unlearned model (whp {whp.__version__})
+
+Made with `whp` by the "Who's Harry Potter?" method (Eldan & Russinovich, 2023) from
+`{cfg.model}`, forgetting the text in {', '.join(f'`{t}`' for t in cfg.target)}.
+
+- anchored dictionary: `{cfg.anchors or 'none'}`; alpha = {cfg.labels.alpha}; block size {cfg.corpus.block_size}
+- fine-tuning: {cfg.finetune.loss} labels, lr {cfg.finetune.train.lr}, {cfg.finetune.train.max_steps or cfg.finetune.train.epochs} {'steps' if cfg.finetune.train.max_steps else 'epochs'}, {'LoRA (merged)' if cfg.finetune.train.lora else 'all weights'}
+
+| stage | seconds | tokens | final loss |
+|---|---|---|---|
+{rows}
+
+Measure what was forgotten and kept with `whp eval --model <this folder>`.
+"""
+
+
+# ---- all stages --------------------------------------------------------------------------------
+
+
+def run_unlearn(cfg: RunConfig, out: Path, overwrite: bool = False, stages: tuple[str, ...] = STAGES) -> Path:
+    """Run (or resume) the chosen stages in order; returns the last stage's output."""
+    cfg.check()
+    out = Path(out)
+    record = prepare_run_folder(cfg, out, overwrite)
+    if (out / "model").is_dir() and "finetune" in stages:
+        log.info("the run is complete: %s", out / "model")
+        return out / "model"
+    result = None
+    if "reinforce" in stages and cfg.labels.alpha > 0:
+        result = run_reinforce(cfg, out, record)
+    if "labels" in stages:
+        result = run_labels(cfg, out, record)
+    if "finetune" in stages:
+        folder = result if "labels" in stages else finished_labels(cfg, out)
+        result = run_finetune(cfg, out, record, folder)
+    if (out / "model").is_dir():
+        record["status"] = "complete"
+        write_json(out / "run.json", record)
+    return result
