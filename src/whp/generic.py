@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -185,7 +186,8 @@ def compute_labels(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     todo = [s for s in (shards if shards is not None else range(n_shards(n_blocks, cfg.shard_blocks))) if not shard_path(folder, s).is_file()]
-    stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0}
+    stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0, "compute_seconds": 0.0}
+    started = time.perf_counter()
     shard_blocks = {s: range(s * cfg.shard_blocks, min(n_blocks, (s + 1) * cfg.shard_blocks)) for s in todo}
     with tqdm(total=sum(map(len, shard_blocks.values())), desc="generic labels", unit="block", dynamic_ncols=True) as bar:
         for shard, indices in shard_blocks.items():
@@ -199,6 +201,7 @@ def compute_labels(
             stats["blocks"] += len(aligned)
             stats["labelled_positions"] += sum(len(a.source_positions) for a in aligned)
             stats["anchors"] += sum(len(a.occurrences) for a in aligned)
+    stats["compute_seconds"] = round(time.perf_counter() - started, 3)
     return stats
 
 

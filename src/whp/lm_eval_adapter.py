@@ -135,6 +135,18 @@ def _task_manager(tasks: list[str], include_dir: Path | None):
     return manager
 
 
+def scored_pairs(task: str, data_dir: str | Path | None = None, limit: int = 1) -> list[tuple[str, str]]:
+    """The (context, continuation) pairs lm-eval scores for the first `limit` items of `task`,
+    in order: to see a prompt exactly as the model will (e.g. to check a task definition)."""
+    local = [task] if task.startswith(LOCAL_PREFIX) else []
+    with tempfile.TemporaryDirectory(prefix="whp-tasks-") as tmp:
+        include_dir = write_task_dir(local, data_dir, tmp) if local else None
+        loaded = _task_manager([task], include_dir).load([task])["tasks"][task]
+        loaded.set_config(key="num_fewshot", value=0)
+        loaded.build_all_requests(limit=limit)
+        return [tuple(instance.arguments) for instance in loaded.instances]
+
+
 def _scores(results: dict, task: str) -> dict[str, float | int | None]:
     """{"acc", "acc_norm" (None where the task has no such metric), "n"} from lm-eval's output."""
     row = results["results"][task]

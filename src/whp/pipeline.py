@@ -174,6 +174,7 @@ def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
     train_cfg = cfg.reinforce.train
     model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
     if train_cfg.lora:
+        torch.manual_seed(train_cfg.seed)  # the adapter's initial weights
         model = add_lora(model, train_cfg.lora_config)
     result = train(model, lm_examples(blocks), lm_loss, train_cfg, out / "work" / "reinforce", "reinforce")
     if train_cfg.lora:
@@ -191,12 +192,19 @@ def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
 
 
 def _folder_identity(path: str | Path) -> dict:
-    """What identifies a model for the fingerprint: its path and its weight files' sizes."""
+    """What identifies a model for the fingerprint: its weight files' contents (a hash), or for
+    files over 2 GB their path, size and modification time."""
     folder = Path(resolve_model_path(path))
     if not folder.is_dir():
         return {"id": str(path)}
-    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
-    return {"path": str(folder.resolve()), "weights": {p.name: p.stat().st_size for p in weights}}
+    identity = {}
+    for weights in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")):
+        stat = weights.stat()
+        if stat.st_size <= 2**31:
+            identity[weights.name] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        else:
+            identity[weights.name] = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return identity
 
 
 def _sha256(text: str) -> str:
@@ -222,6 +230,9 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forwa
     """The reinforced and baseline forward passes; one set of base weights when R is an adapter."""
     dtype = torch.bfloat16 if cfg.labels.dtype == "bfloat16" else torch.float32
     device = default_device()
+    if path is not None and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()):
+        # before loading any weights: a mismatch is found in seconds, not after minutes of loading
+        check_same_vocabulary(tokenizer, load_tokenizer(path, cfg.trust_remote_code), cfg.model, str(path))
     base = load_model(cfg.model, dtype, cfg.trust_remote_code).to(device)
 
     def forward(model, ids, mask):
@@ -229,8 +240,8 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forwa
 
     if path is None:
         return None, functools.partial(forward, base)
-    if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-        check_same_vocabulary(tokenizer, load_tokenizer(path, cfg.trust_remote_code), cfg.model, str(path))
+    if not path.is_dir():
+        raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", path)
     if peft_adapter.is_adapter_folder(path):
         shared = peft_adapter.load_adapter(base, path).eval()
 
@@ -318,6 +329,7 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     train_cfg = cfg.finetune.train
     model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
     if train_cfg.lora:
+        torch.manual_seed(train_cfg.seed)
         model = add_lora(model, train_cfg.lora_config)
     loss_fn = hard_label_loss if cfg.finetune.loss == "hard" else functools.partial(soft_label_loss, temperature=cfg.finetune.temperature)
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
@@ -356,6 +368,8 @@ Measure what was forgotten and kept with `whp eval --model <this folder>`.
 def run_unlearn(cfg: RunConfig, out: Path, overwrite: bool = False, stages: tuple[str, ...] = STAGES) -> Path:
     """Run (or resume) the chosen stages in order; returns the last stage's output."""
     cfg.check()
+    if "labels" in stages and cfg.anchors and cfg.labels.use_dictionary:
+        load_dictionary(cfg.anchors)  # a bad dictionary fails now, not after the reinforcement stage
     out = Path(out)
     record = prepare_run_folder(cfg, out, overwrite)
     if (out / "model").is_dir() and "finetune" in stages:

@@ -27,12 +27,16 @@ Entries = list[tuple[str, list[str]]]  # raw (key, alternatives) pairs, duplicat
 _POSSESSIVE = re.compile(r"(?:['’]s|['’])$")
 
 
+class _Pairs(list):
+    """A parsed mapping as its (key, value) pairs, told apart from a list in the file."""
+
+
 class _PairsLoader(yaml.SafeLoader):
     """A YAML loader that keeps duplicate keys as repeated pairs instead of overwriting them."""
 
 
-def _mapping_as_pairs(loader: yaml.SafeLoader, node: yaml.MappingNode) -> list:
-    return [(loader.construct_object(k, deep=True), loader.construct_object(v, deep=True)) for k, v in node.value]
+def _mapping_as_pairs(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Pairs:
+    return _Pairs((loader.construct_object(k, deep=True), loader.construct_object(v, deep=True)) for k, v in node.value)
 
 
 _PairsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_as_pairs)
@@ -43,15 +47,18 @@ def read_entries(path: str | Path) -> Entries:
     path = Path(path)
     if not path.is_file():
         raise WhpError("dictionary file does not exist", path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WhpError(f"not UTF-8 text (byte {exc.start})", path) from exc
     try:
         if path.suffix == ".json":
-            pairs = json.loads(text, object_pairs_hook=lambda pairs: pairs)
+            pairs = json.loads(text, object_pairs_hook=_Pairs)
         else:
             pairs = yaml.load(text, Loader=_PairsLoader)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise WhpError(f"cannot parse: {str(exc).splitlines()[0]}", path) from exc
-    if not isinstance(pairs, list) or not pairs:
+    if not isinstance(pairs, _Pairs) or not pairs:
         raise WhpError("expected a non-empty mapping of anchor → alternatives", path)
     return [_validate_entry(key, value, path) for key, value in pairs]
 

@@ -22,8 +22,9 @@ from whp.evaluate.prompts import CompletionPrompt, ProbabilityPrompt
 
 def target_token_ids(tokenizer: PreTrainedTokenizerBase, continuation: str) -> list[int]:
     """First token of the continuation with and without a leading space, as the tokenizer
-    produces them (deduplicated). A special token, or one that decodes to whitespace only (SentencePiece's lone
-    "▁") says nothing about the target, so the first token with visible text is taken."""
+    produces them (deduplicated). A special token, or one that decodes to whitespace only
+    (SentencePiece's lone "▁"), says nothing about the target: the first token with visible
+    text is taken instead. Empty when the continuation has no such token."""
     ids = []
     for variant in (continuation.lstrip(), " " + continuation.lstrip()):
         for token in tokenizer(variant, add_special_tokens=False)["input_ids"]:

@@ -98,6 +98,12 @@ def verbatim_memorisation(
 
 
 QA_TEMPLATE = "Question: {question}\nAnswer:"
+# Two general-knowledge examples in the same format, so that base and chat models alike answer
+# briefly on the answer line (as MUSE's KnowMem prompts with in-context examples).
+QA_FEW_SHOT = (
+    "Question: What is the capital of France?\nAnswer: Paris\n\n"
+    "Question: Who wrote Romeo and Juliet?\nAnswer: William Shakespeare\n\n"
+)
 
 
 def qa_knowledge(
@@ -106,13 +112,17 @@ def qa_knowledge(
     items: Sequence[QAItem],
     max_new_tokens: int = 24,
     batch_size: int = 16,
+    few_shot: bool = True,
 ) -> dict:
-    """Ask each question ("Question: ...\\nAnswer:"), take the greedy answer up to its first
-    line break, and score ROUGE-L recall of the true answer in it. value = mean recall in
-    [0, 1]; higher = the model still knows the target (MUSE's KnowMem uses recall as well)."""
+    """Ask each question ("Question: ...\\nAnswer:", after `QA_FEW_SHOT` unless `few_shot` is
+    off), take the greedy answer up to its first line break, and score ROUGE-L recall of the
+    true answer in it. value = mean recall in [0, 1]; higher = the model still knows the target
+    (MUSE's KnowMem uses recall as well). Every shared word counts, so write answers without
+    filler ("Baker Street", not "at Baker Street")."""
     if not items:
         raise WhpError("no questions")
-    rows = _lm.encode(tokenizer, [QA_TEMPLATE.format(question=i.question) for i in items])
+    prefix = QA_FEW_SHOT if few_shot else ""
+    rows = _lm.encode(tokenizer, [prefix + QA_TEMPLATE.format(question=i.question) for i in items])
     new, _ = _lm.generate_ids(model, tokenizer, rows, max_new_tokens, batch_size)
     details = []
     for item, ids in zip(items, new):

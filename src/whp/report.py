@@ -1,0 +1,403 @@
+"""Evaluation metrics → a self-contained HTML report with plots, and a model card in Markdown.
+
+An evaluation writes one folder per run: `<metric>.json` per metric (`{"metric", "model",
+"value", "seconds", ...details}`) and `metrics.json`, the summary `{model_label: {metric: value}}`.
+`load_results` merges any number of such folders; `write_report` turns the merged summary and
+details into one HTML file (table, bar charts, familiarity-vs-ability scatter, side-by-side
+completions), images embedded as base64 PNG so the file can be mailed or opened offline.
+`model_card` renders one model's row as the README.md of its model folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from matplotlib.figure import Figure
+
+from whp.errors import WhpError
+from whp.files import atomic_write_bytes
+
+Summary = dict[str, dict[str, float]]  # model label → metric → value
+Details = dict[str, dict[str, dict]]  # model label → metric → that metric's JSON
+
+# metric → (group, direction). Direction says which way "forgotten" or "kept" lies.
+FORGET_LOWER = "lower = forgotten"
+FORGET_AUC = "near 0.5 = forgotten"
+KEEP_HIGHER = "higher = kept"
+KEEP_LOWER = "lower = kept"
+METRICS: dict[str, tuple[str, str]] = {
+    "familiarity_probability": ("Familiarity with the target", FORGET_LOWER),
+    "familiarity_completion": ("Familiarity with the target", FORGET_LOWER),
+    "relearn_familiarity": ("Familiarity with the target", FORGET_LOWER),
+    "verbatim_rouge_l": ("Memorisation and membership", FORGET_LOWER),
+    "qa_rouge_l": ("Memorisation and membership", FORGET_LOWER),
+    "min_k_auc": ("Memorisation and membership", FORGET_AUC),
+    "min_k_plus_plus_auc": ("Memorisation and membership", FORGET_AUC),
+    "side_effect_probability": ("Side effects and retained ability", KEEP_HIGHER),
+    "side_effect_completion": ("Side effects and retained ability", KEEP_HIGHER),
+    "retain_perplexity": ("Side effects and retained ability", KEEP_LOWER),
+}
+BENCHMARK_PREFIX = "benchmark_"
+BENCHMARK_GROUP = "General benchmarks (accuracy)"
+OTHER_GROUP = "Other metrics"
+FAMILIARITY_FOR_SCATTER = ("familiarity_probability", "familiarity_completion")
+
+
+# ---- reading evaluation folders -------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WhpError("evaluation output file does not exist", path) from None
+    except json.JSONDecodeError as exc:
+        raise WhpError(f"not valid JSON: {exc}", path) from None
+
+
+def _read_folder(folder: Path) -> tuple[Summary, Details]:
+    """One evaluation folder: its metrics.json summary and every `<metric>.json` beside it."""
+    summary = _read_json(folder / "metrics.json")
+    if not isinstance(summary, dict) or not all(isinstance(row, dict) for row in summary.values()):
+        raise WhpError("expected {model_label: {metric: value}}", folder / "metrics.json")
+    only_model = next(iter(summary)) if len(summary) == 1 else None
+    details: Details = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name == "metrics.json":
+            continue
+        record = _read_json(path)
+        if not isinstance(record, dict):
+            raise WhpError("expected a JSON object", path)
+        model = record.get("model", only_model)
+        if model is None:
+            raise WhpError("metric file names no model", path)
+        details.setdefault(model, {})[record.get("metric", path.stem)] = record
+    return summary, details
+
+
+def load_results(folders: Iterable[str | Path]) -> tuple[Summary, Details]:
+    """Merge evaluation folders (in order; a later folder's value wins) into summary and details."""
+    summary: Summary = {}
+    details: Details = {}
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise WhpError("evaluation folder does not exist", folder)
+        folder_summary, folder_details = _read_folder(folder)
+        for model, row in folder_summary.items():
+            summary.setdefault(model, {}).update(row)
+        for model, rows in folder_details.items():
+            details.setdefault(model, {}).update(rows)
+    return summary, details
+
+
+# ---- metric bookkeeping ---------------------------------------------------------------------
+
+
+def metric_group(metric: str) -> str:
+    if metric.startswith(BENCHMARK_PREFIX):
+        return BENCHMARK_GROUP
+    return METRICS.get(metric, (OTHER_GROUP, ""))[0]
+
+
+def metric_direction(metric: str) -> str:
+    if metric.startswith(BENCHMARK_PREFIX):
+        return KEEP_HIGHER
+    return METRICS.get(metric, ("", "—"))[1]
+
+
+def ordered_metrics(summary: Summary) -> list[str]:
+    """Every metric of any model: known ones in catalogue order, then benchmarks, then the rest."""
+    present = {metric for row in summary.values() for metric in row}
+    known = [m for m in METRICS if m in present]
+    benchmarks = sorted(m for m in present if m.startswith(BENCHMARK_PREFIX))
+    others = sorted(present - set(known) - set(benchmarks))
+    return known + benchmarks + others
+
+
+def grouped_metrics(summary: Summary) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for metric in ordered_metrics(summary):
+        groups.setdefault(metric_group(metric), []).append(metric)
+    return groups
+
+
+def mean_benchmark_accuracy(row: dict[str, float]) -> float | None:
+    values = [v for m, v in row.items() if m.startswith(BENCHMARK_PREFIX) and v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def fmt(value: Any) -> str:
+    """A metric value for people: 3 decimals, 2 from 10 up, 1 from 100 up; '—' when missing."""
+    if value is None:
+        return "—"
+    if not isinstance(value, (int, float)):
+        return str(value)
+    digits = 1 if abs(value) >= 100 else 2 if abs(value) >= 10 else 3
+    return f"{value:.{digits}f}"
+
+
+def _relearn_pair(record: dict) -> tuple[Any, Any] | None:
+    """(before, after) of a relearning record, which names them `before`/`after` or `probe_*`."""
+    before = record.get("before", record.get("probe_before"))
+    after = record.get("after", record.get("probe_after"))
+    return None if before is None and after is None else (before, after)
+
+
+def _per_prompt(record: dict) -> list[dict]:
+    """familiarity_completion's per-prompt rows (`per_prompt`, or `prompts` in older files)."""
+    rows = record.get("per_prompt", record.get("prompts"))
+    return rows if isinstance(rows, list) else []
+
+
+# ---- plots ----------------------------------------------------------------------------------
+
+
+def _png(fig: Figure) -> str:
+    """A figure as a base64 PNG (no pyplot: figures are plain objects, the Agg canvas draws)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _colours(models: list[str]) -> dict[str, str]:
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+    return {model: palette[i % len(palette)] for i, model in enumerate(models)}
+
+
+def _small_multiples(summary: Summary, metrics: list[str]) -> Figure:
+    """One bar chart per metric (each on its own scale), one bar per model."""
+    models = list(summary)
+    colours = _colours(models)
+    fig = Figure(figsize=(min(3.2 * len(metrics), 12.5), 3.0), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
+        values = [summary[m].get(metric) for m in models]
+        ax.bar(range(len(models)), [v or 0.0 for v in values], color=[colours[m] for m in models])
+        if metric_direction(metric) == FORGET_AUC:
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
+        direction = metric_direction(metric)
+        ax.set_title(metric if direction == "—" else f"{metric}\n({direction})", fontsize=9)
+        for x, value in enumerate(values):
+            ax.annotate(fmt(value), (x, value or 0.0), ha="center", va="bottom", fontsize=8)
+        ax.margins(y=0.15)
+    return fig
+
+
+def _benchmark_bars(summary: Summary, metrics: list[str]) -> Figure:
+    """Grouped bars: one group per benchmark, one bar per model, all on the accuracy scale."""
+    models = list(summary)
+    colours = _colours(models)
+    width = 0.8 / len(models)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(metrics) + 2), 3.4), layout="constrained")
+    ax = fig.subplots()
+    for i, model in enumerate(models):
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(metrics))]
+        ax.bar(xs, [summary[model].get(m) or 0.0 for m in metrics], width, label=model, color=colours[model])
+    ax.set_xticks(range(len(metrics)), [m.removeprefix(BENCHMARK_PREFIX) for m in metrics], rotation=20, fontsize=8)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(KEEP_HIGHER, fontsize=9)
+    return fig
+
+
+def _scatter_axes(summary: Summary) -> list[tuple[str, dict[str, float]]]:
+    """The x axes available for the scatter: retain perplexity and mean benchmark accuracy."""
+    perplexity = {m: row["retain_perplexity"] for m, row in summary.items() if row.get("retain_perplexity") is not None}
+    accuracy = {m: acc for m, row in summary.items() if (acc := mean_benchmark_accuracy(row)) is not None}
+    axes = [("retain perplexity (lower = kept)", perplexity), ("mean benchmark accuracy (higher = kept)", accuracy)]
+    return [(label, xs) for label, xs in axes if xs]
+
+
+def _familiarity_scatter(summary: Summary) -> Figure | None:
+    """Familiarity (y) against general ability (x), one labelled point per model; None if unplottable."""
+    familiarity = next((m for m in FAMILIARITY_FOR_SCATTER if any(m in row for row in summary.values())), None)
+    axes = _scatter_axes(summary)
+    if familiarity is None or not axes:
+        return None
+    colours = _colours(list(summary))
+    fig = Figure(figsize=(5.4, 3.2 * len(axes)), layout="constrained")
+    for ax, (label, xs) in zip(fig.subplots(len(axes), 1, squeeze=False)[:, 0], axes):
+        for model, x in xs.items():
+            y = summary[model].get(familiarity)
+            if y is not None:
+                ax.scatter([x], [y], s=60, color=colours[model])
+                ax.annotate(model, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"{familiarity} (lower = forgotten)")
+        ax.margins(0.25)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def group_figures(summary: Summary) -> list[tuple[str, Figure]]:
+    """(group name, bar-chart figure) for every metric group present."""
+    return [
+        (group, _benchmark_bars(summary, metrics) if group == BENCHMARK_GROUP else _small_multiples(summary, metrics))
+        for group, metrics in grouped_metrics(summary).items()
+    ]
+
+
+# ---- HTML -----------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; vertical-align: top; }
+th { background: #f2f4f7; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.dir { color: #555; font-size: 0.9em; white-space: nowrap; }
+tr.group th { background: #e4e9f2; }
+.delta { color: #777; font-size: 0.85em; }
+.grade { display: inline-block; min-width: 1.4em; text-align: center; border-radius: 3px;
+         color: #fff; font-weight: bold; margin-right: 4px; }
+.g0 { background: #55a868; } .g1 { background: #8c8c8c; } .g2 { background: #dd8452; }
+.g3 { background: #c44e52; } .gnone { background: #bbb; }
+td.completion { max-width: 420px; white-space: pre-wrap; font-size: 0.88em; }
+img { max-width: 100%; display: block; margin: 8px 0 16px; }
+.top { display: flex; gap: 32px; align-items: flex-start; flex-wrap: wrap; }
+"""
+
+
+def _cell(summary: Summary, models: list[str], model: str, metric: str) -> str:
+    """A value, with its change from the first (reference) model for the other models."""
+    value = summary[model].get(metric)
+    reference = summary[models[0]].get(metric)
+    text = html.escape(fmt(value))
+    if model != models[0] and isinstance(value, (int, float)) and isinstance(reference, (int, float)):
+        text += f' <span class="delta">({value - reference:+.3f})</span>'
+    return f'<td class="num">{text}</td>'
+
+
+def metrics_table_html(summary: Summary) -> str:
+    """Rows = metrics (under group headings), columns = direction and one per model."""
+    models = list(summary)
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    rows = [f"<tr><th>metric</th><th>direction</th>{head}</tr>"]
+    for group, metrics in grouped_metrics(summary).items():
+        rows.append(f'<tr class="group"><th colspan="{len(models) + 2}">{html.escape(group)}</th></tr>')
+        for metric in metrics:
+            cells = "".join(_cell(summary, models, model, metric) for model in models)
+            direction = html.escape(metric_direction(metric))
+            rows.append(f'<tr><td>{html.escape(metric)}</td><td class="dir">{direction}</td>{cells}</tr>')
+    note = f"<p>Changes in brackets are against the first model, <b>{html.escape(models[0])}</b>.</p>" if len(models) > 1 else ""
+    return f"<table>{''.join(rows)}</table>{note}"
+
+
+def relearn_table_html(details: Details) -> str:
+    """Familiarity before and after the relearning attack, per model ('' when no model has one)."""
+    rows = []
+    for model, records in details.items():
+        pair = _relearn_pair(records.get("relearn_familiarity", {}))
+        if pair is not None:
+            before, after = pair
+            rows.append(f'<tr><td>{html.escape(model)}</td><td class="num">{fmt(before)}</td><td class="num">{fmt(after)}</td></tr>')
+    if not rows:
+        return ""
+    head = "<tr><th>model</th><th>familiarity before attack</th><th>after attack</th></tr>"
+    return "<h2>Relearning attack</h2><p>Familiarity that comes back after a few fine-tuning steps on target text.</p>" \
+        f"<table>{head}{''.join(rows)}</table>"
+
+
+def _grade_badge(grade: Any) -> str:
+    css = f"g{grade}" if grade in (0, 1, 2, 3) else "gnone"
+    return f'<span class="grade {css}">{html.escape("?" if grade is None else str(grade))}</span>'
+
+
+def completions_html(details: Details, max_prompts: int = 8) -> str:
+    """Side-by-side completions of every model for the same familiarity prompts, HTML-escaped."""
+    by_model = {m: {row.get("prompt"): row for row in _per_prompt(r.get("familiarity_completion", {}))} for m, r in details.items()}
+    by_model = {m: rows for m, rows in by_model.items() if rows}
+    if not by_model:
+        return ""
+    models = list(by_model)
+    prompts = [p for p in by_model[models[0]] if p is not None][:max_prompts]
+    head = "<tr><th>prompt</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models) + "</tr>"
+    rows = []
+    for prompt in prompts:
+        cells = []
+        for model in models:
+            row = by_model[model].get(prompt)
+            cells.append('<td class="completion">—</td>' if row is None else
+                         f'<td class="completion" title="{html.escape(str(row.get("reason") or ""))}">'
+                         f'{_grade_badge(row.get("grade"))}{html.escape(str(row.get("completion", "")))}</td>')
+        rows.append(f'<tr><td class="completion">{html.escape(str(prompt))}</td>{"".join(cells)}</tr>')
+    return "<h2>Completions side by side</h2><p>Judge grade 0–3 in the badge (3 = details unique to the target; hover for the reason).</p>" \
+        f"<table>{head}{''.join(rows)}</table>"
+
+
+def _img(caption: str, fig: Figure) -> str:
+    return f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
+
+
+def _scatter_html(summary: Summary) -> str:
+    fig = _familiarity_scatter(summary)
+    if fig is None:
+        return ""
+    caption = "Familiarity against general ability"
+    return f"<div><h2>{caption}</h2><p>Best: low (forgotten) and on the 'kept' side.</p>{_img(caption, fig)}</div>"
+
+
+def report_html(summary: Summary, details: Details, title: str = "whp evaluation report") -> str:
+    """The whole report as one HTML string, images inlined: table and scatter side by side on
+    top, then a bar chart per metric group, then completions side by side."""
+    if not summary:
+        raise WhpError("no metrics to report")
+    plots = "".join(f"<h3>{html.escape(group)}</h3>{_img(group, fig)}" for group, fig in group_figures(summary))
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>Models: {', '.join(html.escape(m) for m in summary)}.</p>"
+        f'<div class="top"><div><h2>Metrics</h2>{metrics_table_html(summary)}{relearn_table_html(details)}</div>'
+        f"{_scatter_html(summary)}</div>"
+        f"<h2>Metrics by group</h2>{plots}{completions_html(details)}</body></html>\n"
+    )
+
+
+def write_report(summary: Summary, details: Details, out_path: str | Path, title: str = "whp evaluation report") -> Path:
+    """Write the HTML report (atomically) and return its path."""
+    out_path = Path(out_path)
+    atomic_write_bytes(out_path, report_html(summary, details, title).encode("utf-8"))
+    return out_path
+
+
+def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str = "whp evaluation report") -> Path:
+    """Evaluation folders → HTML report in one call."""
+    summary, details = load_results(folders)
+    return write_report(summary, details, out_path, title)
+
+
+# ---- model card -----------------------------------------------------------------------------
+
+
+def _card_note(metric: str, record: dict) -> str:
+    pair = _relearn_pair(record) if metric == "relearn_familiarity" else None
+    if pair is not None:
+        return f"before attack {fmt(pair[0])}, after {fmt(pair[1])}"
+    return f"n = {record['n']}" if "n" in record else ""
+
+
+def model_card(summary_row: dict[str, float], details: dict[str, dict] | None = None, config: dict | None = None) -> str:
+    """README.md for an unlearned model folder: what was done, a metrics table, the run's config."""
+    details = details or {}
+    lines = [
+        "---", "library_name: transformers", "tags:", "- unlearning", "- whp", "---", "",
+        "# Unlearned model", "",
+        "Made with `whp`: approximate unlearning by fine-tuning on generic predictions "
+        "(Eldan & Russinovich, \"Who's Harry Potter? Approximate Unlearning in LLMs\", 2023).", "",
+        "## Evaluation", "",
+        "| metric | value | direction | notes |", "| --- | ---: | --- | --- |",
+    ]  # fmt: skip
+    for metric in ordered_metrics({"model": summary_row}):
+        note = _card_note(metric, details.get(metric, {}))
+        lines.append(f"| {metric} | {fmt(summary_row[metric])} | {metric_direction(metric)} | {note} |")
+    if config:
+        lines += ["", "## Configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""`whp unlearn` end to end on a tiny random Llama built in the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import whp.generic
+from helpers_tiny import TRAINING_TEXT, save_tiny_model
+from whp.cli import main
+from whp.generic import load_examples
+from whp.methods.whp import hard_label_loss
+
+TINY = [
+    "--set", "corpus.block_size=48",
+    "--set", "reinforce.train.epochs=3", "--set", "reinforce.train.lr=3e-3",
+    "--set", "labels.dtype=float32", "--set", "labels.shard_blocks=4", "--set", "labels.alpha=2",
+    "--set", "finetune.train.max_steps=12", "--set", "finetune.train.grad_accum=1",
+    "--set", "finetune.train.lr=3e-3", "--set", "finetune.train.batch_size=4",
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inputs")
+    save_tiny_model(root / "base")
+    (root / "target.txt").write_text(TRAINING_TEXT * 4)
+    (root / "anchors.yaml").write_text(
+        "Holmes: [Turner, Grant]\nWatson: [Miller]\nBaker Street: [Elm Road]\nMoriarty: [Blackwood, Harwell]\n"
+    )
+    return root
+
+
+def unlearn(inputs: dict, out: Path, *extra: str) -> int:
+    return main(["-q", "unlearn", "--model", str(inputs / "base"), "--target", str(inputs / "target.txt"),
+                 "--anchors", str(inputs / "anchors.yaml"), "--out", str(out), *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(inputs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert unlearn(inputs, out) == 0
+    return out
+
+
+def labels_folder(run: Path) -> Path:
+    (folder,) = (run / "labels").iterdir()
+    return folder
+
+
+def test_writes_a_loadable_model_config_and_record(finished_run):
+    model = AutoModelForCausalLM.from_pretrained(finished_run / "model")
+    assert model.config.vocab_size > 0
+    assert (finished_run / "model" / "tokenizer.json").is_file()
+    assert "Unlearned model" in (finished_run / "model" / "README.md").read_text()
+    assert "labels" in (finished_run / "config.yaml").read_text()
+    record = json.loads((finished_run / "run.json").read_text())
+    assert record["status"] == "complete"
+    assert set(record["stages"]) == {"reinforce", "labels", "finetune"}
+    assert record["stages"]["labels"]["anchors"] > 0
+    assert all(stage["seconds"] >= 0 for stage in record["stages"].values())
+    assert not list(finished_run.rglob(".*.tmp"))
+
+
+def test_loss_on_generic_labels_fell(inputs, finished_run):
+    examples = load_examples(labels_folder(finished_run))
+    batch = {k: torch.stack([ex[k] for ex in examples]) for k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        before, _ = hard_label_loss(AutoModelForCausalLM.from_pretrained(inputs / "base"), batch)
+        after, _ = hard_label_loss(AutoModelForCausalLM.from_pretrained(finished_run / "model"), batch)
+    assert after < before - 0.1, (before, after)
+
+
+def test_rerun_reports_complete(inputs, finished_run, caplog):
+    caplog.set_level("INFO", logger="whp")
+    mtime = (finished_run / "model" / "model.safetensors").stat().st_mtime
+    assert unlearn(inputs, finished_run) == 0
+    assert (finished_run / "model" / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_interrupted_labels_resume_byte_identical(inputs, finished_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "interrupted"
+    real_write = whp.generic.write_shard
+    calls = {"n": 0}
+
+    def write_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the third shard is lost mid-way, like a killed process
+        real_write(*args, **kwargs)
+
+    def stage(command: str) -> int:
+        return main(["-q", command, "--model", str(inputs / "base"), "--target", str(inputs / "target.txt"),
+                     "--anchors", str(inputs / "anchors.yaml"), "--out", str(out), *TINY])
+
+    assert stage("reinforce") == 0
+    monkeypatch.setattr(whp.generic, "write_shard", write_then_interrupt)
+    assert stage("labels") == 130
+    assert "re-run the same command to resume" in capsys.readouterr().err
+    partial = labels_folder(out)
+    assert len(list(partial.glob("shard-*"))) == 2 and not (partial / "complete.json").exists()
+    monkeypatch.setattr(whp.generic, "write_shard", real_write)
+    assert unlearn(inputs, out) == 0
+    reference = labels_folder(finished_run)
+    assert partial.name == reference.name, "same inputs, same fingerprint"
+    names = sorted(p.name for p in reference.glob("shard-*"))
+    assert names == sorted(p.name for p in partial.glob("shard-*")) and len(names) > 3
+    for name in names:
+        assert (partial / name).read_bytes() == (reference / name).read_bytes(), name

@@ -1,0 +1,107 @@
+"""Logit combination, fix 2, argmax labels and the Hugging Face label shift (DESIGN §2.4-2.5)."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers_tiny import tiny_model
+from whp.generic import IGNORE, block_labels, generic_logits, lower_forbidden
+from whp.methods.whp import hard_label_loss, soft_label_loss, soft_targets_cross_entropy
+from whp.translate import AlignedBlock
+
+
+def test_generic_logits_by_hand():
+    v_b = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    v_r = torch.tensor([[2.0, 3.0, -1.0, -1.0]])  # R raised token 1 by 2, lowered token 2
+    assert torch.equal(generic_logits(v_r, v_b, alpha=5.0), torch.tensor([[2.0, -9.0, 0.0, -1.0]]))
+    assert torch.equal(generic_logits(v_r, v_b, alpha=0.0), v_b)
+
+
+@settings(max_examples=50, deadline=None)
+@given(alpha=st.floats(0, 10), seed=st.integers(0, 1000))
+def test_generic_never_above_baseline(alpha, seed):
+    torch.manual_seed(seed)
+    v_r, v_b = torch.randn(3, 7), torch.randn(3, 7)
+    v = generic_logits(v_r, v_b, alpha)
+    assert torch.all(v <= v_b + 1e-6)
+    untouched = v_r <= v_b
+    assert torch.equal(v[untouched], v_b[untouched])
+
+
+def test_lower_forbidden_only_from_its_start_and_only_downwards():
+    v = torch.tensor([[0.0, 10.0, 2.0], [0.0, 10.0, 2.0], [0.0, -10.0, 2.0]])  # 3 positions, V=3
+    positions = torch.tensor([4, 5, 6])
+    lowered = lower_forbidden(v, positions, [(5, 1)])
+    assert lowered[0, 1] == 10.0, "before the translation occurred: untouched"
+    assert torch.isclose(lowered[1, 1], v[1].mean()), "after: lowered to the position's mean"
+    assert lowered[2, 1] == -10.0, "never raised"
+    assert torch.equal(lowered[:, [0, 2]], v[:, [0, 2]])
+
+
+def _aligned(source, target, length=6, forbidden=()):
+    return AlignedBlock(list(range(length)), list(range(length)), list(source), list(target), list(forbidden), [])
+
+
+def test_labels_argmax_and_hf_shift():
+    v_b = torch.zeros(6, 5)
+    v_r = torch.zeros(6, 5)
+    v_b[1, 3] = 1.0  # baseline's favourite at original position 1 (translated position 2)
+    v_b[2, 4] = 2.0  # translated position 2 prefers token 4 ...
+    v_r[1, 4] = 3.0  # ... but the reinforced model raised 4 at original position 1
+    result = block_labels(_aligned([1, 3], [2, 2]), v_r, v_b, alpha=5.0, top_k=0)
+    assert result.labels.tolist()[0] == IGNORE
+    assert result.labels[2] == 0, "label computed at position 1 is stored at 2; token 4 pushed down"
+    assert result.labels[4] == 4, "position 3 uses v_b[2]: token 4 (R did not raise it at position 3)"
+    assert [i for i, x in enumerate(result.labels.tolist()) if x != IGNORE] == [2, 4]
+
+
+def test_top_k_soft_targets_sit_at_the_predicting_position():
+    v_b = torch.randn(6, 9)
+    result = block_labels(_aligned([0, 4], [0, 4]), None, v_b, alpha=0.0, top_k=3)
+    assert torch.equal(result.top_indices[4], v_b[4].topk(3).indices)
+    assert result.labels[5] == v_b[4].argmax()
+    assert torch.all(result.top_values[1] == 0)
+
+
+def test_hard_label_loss_is_cross_entropy_of_position_t_against_label_t_plus_1():
+    model = tiny_model(50)
+    ids = torch.randint(0, 50, (2, 8))
+    labels = torch.full((2, 8), IGNORE)
+    labels[:, 3] = 7
+    labels[1, 6] = 9
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    loss, n = hard_label_loss(model, batch)
+    logits = model(input_ids=ids).logits
+    manual = torch.nn.functional.cross_entropy(
+        torch.stack([logits[0, 2], logits[1, 2], logits[1, 5]]), torch.tensor([7, 7, 9])
+    )
+    assert n == 3
+    assert torch.isclose(loss, manual, atol=1e-5)
+
+
+def test_soft_loss_equals_hard_loss_for_one_hot_targets():
+    model = tiny_model(50)
+    ids = torch.randint(0, 50, (1, 8))
+    labels = torch.full((1, 8), IGNORE)
+    labels[0, 4] = 11
+    top_values = torch.zeros(1, 8, 2)
+    top_values[0, 3] = torch.tensor([1e4, 0.0])
+    top_indices = torch.zeros(1, 8, 2, dtype=torch.long)
+    top_indices[0, 3] = torch.tensor([11, 12])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
+             "top_values": top_values, "top_indices": top_indices}
+    soft, n_soft = soft_label_loss(model, batch)
+    hard, n_hard = hard_label_loss(model, batch)
+    assert n_soft == n_hard == 1
+    assert torch.isclose(soft, hard, atol=1e-5)
+
+
+def test_soft_cross_entropy_by_hand():
+    logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25]]]))  # (1, 1, 3)
+    values = torch.log(torch.tensor([[[0.5, 0.5]]]))  # p = (0.5, 0.5) over tokens 0 and 1
+    indices = torch.tensor([[[0, 1]]])
+    loss = soft_targets_cross_entropy(logits, values, indices, torch.tensor([[True]]))
+    expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.5 * torch.log(torch.tensor(0.25)))
+    assert torch.isclose(loss, expected)

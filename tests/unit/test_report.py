@@ -1,0 +1,118 @@
+"""HTML report and model card from evaluation metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pytest
+
+from whp.errors import WhpError
+from whp.report import load_results, model_card, report_html, write_report
+
+SUMMARY = {
+    "base": {
+        "familiarity_probability": 0.231, "familiarity_completion": 0.412, "retain_perplexity": 18.4,
+        "min_k_auc": 0.71, "relearn_familiarity": 0.236, "benchmark_arc_easy": 0.586,
+        "benchmark_piqa": 0.683, "judge_agreement": 0.84,
+    },
+    "unlearned": {
+        "familiarity_probability": 0.018, "familiarity_completion": 0.043, "retain_perplexity": 19.9,
+        "min_k_auc": 0.56, "relearn_familiarity": 0.142, "benchmark_arc_easy": 0.571,
+        "benchmark_piqa": 0.677, "judge_agreement": 0.81,
+    },
+}  # fmt: skip
+NASTY = '<script>alert("x")</script> & Holmes'
+
+
+def _details() -> dict:
+    completions = {"base": NASTY, "unlearned": "a tall man in a grey coat"}
+    return {
+        model: {
+            "familiarity_completion": {
+                "metric": "familiarity_completion", "model": model, "value": SUMMARY[model]["familiarity_completion"],
+                "per_prompt": [{"prompt": "The man who called at <221B> was", "completion": completions[model],
+                                "grade": 3 if model == "base" else 0, "reason": "names"}],
+            },
+            "relearn_familiarity": {"metric": "relearn_familiarity", "model": model, "before": 0.2, "after": 0.15},
+        }
+        for model in SUMMARY
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    return report_html(SUMMARY, _details(), title="Report <test>")
+
+
+def test_html_names_every_metric_and_model(page):
+    for row in SUMMARY.values():
+        for metric in row:
+            assert metric in page
+    for model in SUMMARY:
+        assert f"<th>{model}</th>" in page
+    assert "lower = forgotten" in page and "higher = kept" in page
+    assert "Report &lt;test&gt;" in page
+
+
+def test_embedded_images_decode_as_png(page):
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    # five metric groups (familiarity, memorisation, retained ability, benchmarks, other) + scatter
+    assert len(images) == 6
+    for data in images:
+        assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_completions_side_by_side_are_escaped(page):
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Holmes" in page
+    assert "The man who called at &lt;221B&gt; was" in page
+    assert "a tall man in a grey coat" in page
+
+
+def test_report_without_scatter_inputs(tmp_path):
+    out = write_report({"m": {"something_new": 1.5}}, {}, tmp_path / "r.html")
+    text = out.read_text()
+    assert "something_new" in text and "1.500" in text
+    assert text.count("data:image/png;base64,") == 1
+
+
+def test_empty_summary_is_an_error(tmp_path):
+    with pytest.raises(WhpError, match="no metrics"):
+        write_report({}, {}, tmp_path / "r.html")
+
+
+def _write_folder(folder, model, row, details):
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({model: row}))
+    for metric, value in row.items():
+        record = {"metric": metric, "model": model, "value": value, "seconds": 1.0, **details.get(metric, {})}
+        (folder / f"{metric}.json").write_text(json.dumps(record))
+
+
+def test_load_results_merges_folders(tmp_path):
+    details = _details()
+    for model in SUMMARY:
+        _write_folder(tmp_path / model, model, SUMMARY[model], details[model])
+    summary, loaded = load_results([tmp_path / "base", tmp_path / "unlearned"])
+    assert summary == SUMMARY
+    assert loaded["base"]["familiarity_completion"]["per_prompt"][0]["completion"] == NASTY
+    assert loaded["unlearned"]["benchmark_piqa"]["value"] == 0.677
+
+
+def test_load_results_names_missing_summary(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(WhpError) as info:
+        load_results([tmp_path / "run"])
+    assert info.value.path == str(tmp_path / "run" / "metrics.json")
+
+
+def test_model_card_has_metrics_table_and_config():
+    card = model_card(SUMMARY["unlearned"], _details()["unlearned"], {"alpha": 5.0, "block_size": 512})
+    assert "| metric | value | direction | notes |" in card
+    for metric in SUMMARY["unlearned"]:
+        assert re.search(rf"^\| {metric} \| [0-9.]+ \| ", card, re.MULTILINE)
+    assert "| familiarity_probability | 0.018 | lower = forgotten |" in card
+    assert "before attack 0.200, after 0.150" in card
+    assert "alpha: 5.0" in card and card.startswith("---\n")

@@ -1,0 +1,176 @@
+"""Alignment of original and translated blocks (DESIGN §2.3), for byte-level BPE and SentencePiece."""
+
+from __future__ import annotations
+
+import bisect
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers_tiny import byte_level_tokenizer, sentencepiece_tokenizer
+from whp.anchors.dictionary import AnchorMatcher
+from whp.corpus import make_blocks
+from whp.translate import align_block, first_token_ids, token_ends, translate_text
+
+TOKENIZERS = {"byte_level": byte_level_tokenizer(), "sentencepiece": sentencepiece_tokenizer()}
+CHOICE = {"Holmes": "Jon", "Watson": "Tom Hale", "Baker Street": "Elm Road", "Baker": "Cook", "Moriarty": "Smith"}
+MATCHER = AnchorMatcher(CHOICE)
+PLAIN_WORDS = ["the", "detective", "said", "London", "fog", "Holmesian", "Bakery", "pipe", "violin", "tea", "221", "é"]
+PUNCTUATION = [".", ",", "'s", "'", "!", " (", ")", "\n", "  ", " \""]
+
+
+def aligned(text: str, tokenizer, choice=CHOICE, matcher=MATCHER):
+    block = make_blocks(text, tokenizer, block_size=100_000, keep_tail=True)[0]
+    return block, align_block(block.text, block.ids, block.offsets, tokenizer, matcher, choice)
+
+
+def offsets_of(tokenizer, text: str) -> list[int]:
+    return token_ends(tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"])
+
+
+def translate_prefix(text: str, occurrences, cut: int) -> str:
+    """The original text up to `cut` with the full text's anchors (those ending by `cut`) replaced."""
+    out, cursor = "", 0
+    for occ in occurrences:
+        if occ.end > cut:
+            break
+        word_start = occ.end - len(occ.key)
+        out += text[cursor:word_start] + occ.alternative
+        cursor = occ.end
+    return out + text[cursor:cut]
+
+
+@st.composite
+def texts(draw) -> str:
+    pieces = draw(st.lists(st.sampled_from(PLAIN_WORDS + list(CHOICE) + PUNCTUATION), min_size=1, max_size=40))
+    text = ""
+    for piece in pieces:
+        text += piece if piece in PUNCTUATION or not text else " " + piece
+    return text
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts())
+def test_kept_positions_have_translated_prefixes(name, text):
+    """For every kept (t, s): translated text up to token s = translation of the original up to token t."""
+    tokenizer = TOKENIZERS[name]
+    block, result = aligned(text, tokenizer)
+    if not result.occurrences:
+        return
+    translated, occurrences = translate_text(block.text, MATCHER, CHOICE)
+    original_ends = token_ends(block.offsets)
+    translated_ends = offsets_of(tokenizer, translated)
+    for t, s in zip(result.source_positions, result.target_positions):
+        expected = translate_prefix(block.text, occurrences, original_ends[t])
+        assert translated[: translated_ends[s]] == expected, (t, s)
+    assert result.source_positions == sorted(set(result.source_positions))
+    assert result.target_positions == sorted(set(result.target_positions))
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+@settings(max_examples=100, deadline=None)
+@given(text=texts())
+def test_inner_anchor_positions_and_repeats_are_ignored(name, text):
+    tokenizer = TOKENIZERS[name]
+    block, result = aligned(text, tokenizer)
+    ends = token_ends(block.offsets)
+    kept = set(result.source_positions)
+    seen = set()
+    for occ in result.occurrences:
+        for t in kept:
+            assert not occ.start < ends[t] < occ.end, "a position inside an anchor kept"
+        first = bisect.bisect_right(ends, occ.start)  # first token reaching into the anchor
+        if occ.key in seen and first > 0:
+            assert first - 1 not in kept, "the position predicting a repeated anchor was kept (fix 1)"
+        seen.add(occ.key)
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+@settings(max_examples=100, deadline=None)
+@given(words=st.lists(st.sampled_from(PLAIN_WORDS), min_size=1, max_size=30))
+def test_text_without_anchors_aligns_as_identity(name, words):
+    block, result = aligned(" ".join(words), TOKENIZERS[name])
+    assert result.translated_ids == list(block.ids)
+    assert result.source_positions == result.target_positions == list(range(len(block.ids) - 1))
+    assert result.forbidden == []
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_anchor_end_maps_to_translation_end_and_context_is_shared(name):
+    tokenizer = TOKENIZERS[name]
+    text = "The fog lay on Baker Street and the detective said the tea was cold."
+    block, result = aligned(text, tokenizer)
+    translated, _ = translate_text(block.text, MATCHER, CHOICE)
+    assert translated == "The fog lay on Elm Road and the detective said the tea was cold."
+    ends, t_ends = token_ends(block.offsets), offsets_of(tokenizer, translated)
+    pairs = dict(zip(result.source_positions, result.target_positions))
+    anchor_end = text.index(" and")
+    t_last = ends.index(anchor_end)
+    assert t_last in pairs and t_ends[pairs[t_last]] == translated.index(" and"), "last anchor token ↔ last translation token"
+    before = ends.index(text.index(" Baker"))
+    assert before in pairs, "the position before the anchor is kept"
+    tail = [t for t, end in enumerate(ends[:-1]) if end > anchor_end]
+    assert all(t in pairs for t in tail), "plain text after the anchor keeps every position"
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_longest_candidate_wins(name):
+    _, result = aligned("He walked down Baker Street past the Bakery and Baker.", TOKENIZERS[name])
+    assert [o.key for o in result.occurrences] == ["Baker Street", "Baker"]
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_possessive_and_block_edges(name):
+    tokenizer = TOKENIZERS[name]
+    text = "Holmes's violin was old, said Watson"
+    block, result = aligned(text, tokenizer)
+    assert [o.key for o in result.occurrences] == ["Holmes", "Watson"]
+    translated, _ = translate_text(block.text, MATCHER, CHOICE)
+    assert translated == "Jon's violin was old, said Tom Hale"
+    ends = token_ends(block.offsets)
+    kept = dict(zip(result.source_positions, result.target_positions))
+    assert ends.index(len("Holmes")) in kept, "an anchor at the very start keeps its last token"
+    assert max(kept) < len(block.ids) - 1, "the last position predicts beyond the block and has no label"
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_repeated_anchor_fix1_example(name):
+    """'my name is Holmes' after Holmes was already seen must not teach the generic name."""
+    tokenizer = TOKENIZERS[name]
+    text = "Holmes said the tea was cold. My name is Holmes, he said."
+    block, result = aligned(text, tokenizer)
+    ends = token_ends(block.offsets)
+    second = text.index(" Holmes,")
+    predictor = bisect.bisect_right(ends, second) - 1
+    assert ends[predictor] <= second
+    assert predictor not in result.source_positions
+    first_predictor_free = ends.index(len("Holmes"))
+    assert first_predictor_free in result.source_positions
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_fix2_forbids_first_tokens_after_first_use(name):
+    tokenizer = TOKENIZERS[name]
+    text = "The detective met Watson in London, and later the detective met Watson again."
+    block, result = aligned(text, tokenizer)
+    translated, occurrences = translate_text(block.text, MATCHER, CHOICE)
+    t_ends = offsets_of(tokenizer, translated)
+    first_end = occurrences[0].translated_end
+    start = bisect.bisect_left(t_ends, first_end)
+    assert t_ends[start] == first_end, "applies from the last token of the first translation on"
+    assert sorted(result.forbidden) == sorted((start, tok) for tok in first_token_ids(tokenizer, "Tom Hale"))
+    assert len(result.forbidden) >= 1
+
+
+def test_multi_token_anchor_inner_positions():
+    tokenizer = TOKENIZERS["byte_level"]
+    text = "They met Moriarty at the falls."
+    block, result = aligned(text, tokenizer)
+    pieces = tokenizer.convert_ids_to_tokens(list(block.ids))
+    ends = token_ends(block.offsets)
+    occ = result.occurrences[0]
+    inside = [t for t, e in enumerate(ends) if occ.start < e < occ.end]
+    assert inside, f"Moriarty should be several tokens here: {pieces}"
+    assert not set(inside) & set(result.source_positions)
