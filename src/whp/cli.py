@@ -23,6 +23,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="baseline model folder, hub id, or 'smollm2-135m-instruct'")
     parser.add_argument("--target", nargs="+", help="text file(s) to forget")
     parser.add_argument("--anchors", help="anchored dictionary (JSON or YAML): anchor -> generic alternatives")
+    parser.add_argument("--retain", nargs="+", help="general text the model must keep predicting as before (optional)")
     parser.add_argument("--reinforced", help="use this reinforced model or LoRA adapter folder instead of training one")
     parser.add_argument("--out", required=True, type=Path, help="run folder (re-run the same command to resume)")
     parser.add_argument("--config", help="YAML config; flags and --set override it")
@@ -47,7 +48,7 @@ def _run_stages(args: argparse.Namespace) -> None:
     from whp.pipeline import run_unlearn
 
     cfg = load_config(args.config, args.overrides, model=args.model, target=args.target, anchors=args.anchors,
-                      reinforced=args.reinforced, trust_remote_code=args.trust_remote_code)
+                      retain=args.retain, reinforced=args.reinforced, trust_remote_code=args.trust_remote_code)
     stages, _ = _STAGE_COMMANDS[args.command]
     result = run_unlearn(cfg, args.out, overwrite=args.overwrite, stages=stages)
     print(f"done: {result}")

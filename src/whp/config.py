@@ -37,6 +37,7 @@ class FinetuneConfig:
 
     loss: str = field(default="hard", metadata={"help": "hard (argmax labels, the paper's) or soft (needs labels.top_k > 0)"})
     temperature: float = field(default=1.0, metadata={"help": "softmax temperature of soft targets"})
+    retain_weight: float = field(default=1.0, metadata={"help": "weight of the loss on retain text (toward the baseline's own predictions)"})
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(lr=1e-6, beta2=0.98, batch_size=8, grad_accum=16, max_steps=150, lora=False),
         metadata={"help": "paper (7B): lr 1e-6, batch 8x16, AdamW betas (0.9, 0.98), 120-150 steps"},
@@ -47,6 +48,8 @@ class FinetuneConfig:
             raise ValueError(f"loss must be hard or soft, got {self.loss!r}")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        if self.retain_weight < 0:
+            raise ValueError("retain_weight must be >= 0")
 
 
 @dataclass
@@ -56,6 +59,7 @@ class RunConfig:
     model: str = field(default="", metadata={"help": "baseline model: a folder, a hub id, or 'smollm2-135m-instruct'"})
     target: list[str] = field(default_factory=list, metadata={"help": "text file(s) to forget"})
     anchors: str | None = field(default=None, metadata={"help": "anchored dictionary, JSON or YAML"})
+    retain: list[str] = field(default_factory=list, metadata={"help": "general text file(s) the model must keep predicting as before (optional)"})
     reinforced: str | None = field(default=None, metadata={"help": "an existing reinforced model or adapter folder (skips stage 1)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model folder"})
     corpus: CorpusConfig = field(default_factory=CorpusConfig)

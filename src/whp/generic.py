@@ -137,8 +137,8 @@ def fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def shard_path(folder: Path, shard: int) -> Path:
-    return Path(folder) / f"shard-{shard:05d}.safetensors"
+def shard_path(folder: Path, shard: int, prefix: str = "shard") -> Path:
+    return Path(folder) / f"{prefix}-{shard:05d}.safetensors"
 
 
 def n_shards(n_blocks: int, shard_blocks: int) -> int:
@@ -179,17 +179,19 @@ def compute_labels(
     cfg: LabelsConfig,
     pad_id: int,
     shards: Sequence[int] | None = None,
+    prefix: str = "shard",
 ) -> dict:
-    """Write every missing shard of `folder` (finished shards are skipped: resume), then a
-    `complete.json` marker. `align(i)` gives block i aligned; `shards` limits the work to a
-    subset (one process's share). Returns counts for the run record."""
+    """Write every missing shard `<prefix>-NNNNN` of `folder` (finished shards are skipped:
+    resume). `align(i)` gives block i aligned; `shards` limits the work to a subset (one
+    process's share). Returns counts for the run record."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in (shards if shards is not None else range(n_shards(n_blocks, cfg.shard_blocks))) if not shard_path(folder, s).is_file()]
+    every = shards if shards is not None else range(n_shards(n_blocks, cfg.shard_blocks))
+    todo = [s for s in every if not shard_path(folder, s, prefix).is_file()]
     stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0, "compute_seconds": 0.0}
     started = time.perf_counter()
     shard_blocks = {s: range(s * cfg.shard_blocks, min(n_blocks, (s + 1) * cfg.shard_blocks)) for s in todo}
-    with tqdm(total=sum(map(len, shard_blocks.values())), desc="generic labels", unit="block", dynamic_ncols=True) as bar:
+    with tqdm(total=sum(map(len, shard_blocks.values())), desc=f"labels ({prefix})", unit="block", dynamic_ncols=True) as bar:
         for shard, indices in shard_blocks.items():
             aligned = [align(i) for i in indices]
             labels = []
@@ -197,7 +199,7 @@ def compute_labels(
                 batch = aligned[first : first + cfg.batch_size]
                 labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id))
                 bar.update(len(batch))
-            write_shard(shard_path(folder, shard), aligned, labels, indices, pad_id)
+            write_shard(shard_path(folder, shard, prefix), aligned, labels, indices, pad_id)
             stats["blocks"] += len(aligned)
             stats["labelled_positions"] += sum(len(a.source_positions) for a in aligned)
             stats["anchors"] += sum(len(a.occurrences) for a in aligned)
@@ -213,15 +215,23 @@ def is_complete(folder: Path) -> bool:
     return (Path(folder) / "complete.json").is_file()
 
 
-def load_examples(folder: Path) -> list[dict[str, torch.Tensor]]:
-    """Training examples from finished shards: input_ids, attention_mask, labels [, top_values, top_indices]."""
+def identity_alignment(ids: Sequence[int]) -> AlignedBlock:
+    """A block compared with itself: every position keeps its own counterpart (retain text)."""
+    positions = list(range(len(ids) - 1))
+    return AlignedBlock(list(ids), list(ids), positions, list(positions), [], [])
+
+
+def load_examples(folder: Path, prefix: str = "shard") -> list[dict[str, torch.Tensor]]:
+    """Training examples from finished shards: input_ids, attention_mask, labels, is_retain
+    [, top_values, top_indices]."""
     examples = []
-    for path in sorted(Path(folder).glob("shard-*.safetensors")):
+    for path in sorted(Path(folder).glob(f"{prefix}-*.safetensors")):
         tensors = load_file(str(path))
         for row in range(tensors["input_ids"].shape[0]):
             example = {key: value[row] for key, value in tensors.items() if key != "block_index"}
             for key in ("input_ids", "attention_mask", "labels", "top_indices"):
                 if key in example:
                     example[key] = example[key].long()
+            example["is_retain"] = torch.tensor(prefix == "retain")
             examples.append(example)
     return examples

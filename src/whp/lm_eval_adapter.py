@@ -17,11 +17,12 @@ wrapper and `simple_evaluate`. Two kinds of task name are accepted:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -123,25 +124,27 @@ def _lm_eval():
     return lm_eval, HFLM, TaskManager
 
 
-def _task_manager(tasks: list[str], include_dir: Path | None):
-    """A TaskManager that knows every requested task, or a WhpError naming the unknown ones."""
+@contextlib.contextmanager
+def _task_manager(tasks: list[str], data_dir: str | Path | None) -> Iterator[Any]:
+    """A TaskManager that knows every requested task (local ones resolved into a temporary
+    folder that lives as long as the context), or a WhpError naming the unknown ones."""
     _, _, TaskManager = _lm_eval()
-    hub_tasks = [task for task in tasks if not task.startswith(LOCAL_PREFIX)]
-    include_path = None if include_dir is None else str(include_dir)
-    manager = TaskManager(include_path=include_path, include_defaults=bool(hub_tasks))
-    unknown = sorted(set(tasks) - set(manager.all_tasks))
-    if unknown:
-        raise WhpError(f"unknown lm-eval task(s): {', '.join(unknown)}")
-    return manager
+    local = [task for task in tasks if task.startswith(LOCAL_PREFIX)]
+    with tempfile.TemporaryDirectory(prefix="whp-tasks-") as tmp:
+        include_path = str(write_task_dir(local, data_dir, tmp)) if local else None
+        # Scanning lm-eval's own task tree takes seconds: only when a standard task is asked for.
+        manager = TaskManager(include_path=include_path, include_defaults=len(local) < len(tasks))
+        unknown = sorted(set(tasks) - set(manager.all_tasks))
+        if unknown:
+            raise WhpError(f"unknown lm-eval task(s): {', '.join(unknown)}")
+        yield manager
 
 
 def scored_pairs(task: str, data_dir: str | Path | None = None, limit: int = 1) -> list[tuple[str, str]]:
     """The (context, continuation) pairs lm-eval scores for the first `limit` items of `task`,
     in order: to see a prompt exactly as the model will (e.g. to check a task definition)."""
-    local = [task] if task.startswith(LOCAL_PREFIX) else []
-    with tempfile.TemporaryDirectory(prefix="whp-tasks-") as tmp:
-        include_dir = write_task_dir(local, data_dir, tmp) if local else None
-        loaded = _task_manager([task], include_dir).load([task])["tasks"][task]
+    with _task_manager([task], data_dir) as manager:
+        loaded = manager.load([task])["tasks"][task]
         loaded.set_config(key="num_fewshot", value=0)
         loaded.build_all_requests(limit=limit)
         return [tuple(instance.arguments) for instance in loaded.instances]
@@ -150,6 +153,8 @@ def scored_pairs(task: str, data_dir: str | Path | None = None, limit: int = 1) 
 def _scores(results: dict, task: str) -> dict[str, float | int | None]:
     """{"acc", "acc_norm" (None where the task has no such metric), "n"} from lm-eval's output."""
     row = results["results"][task]
+    if "acc,none" not in row:
+        raise WhpError(f"task {task} reports no accuracy: only multiple-choice tasks are supported")
     acc_norm = row.get("acc_norm,none")
     return {
         "acc": float(row["acc,none"]),
@@ -173,22 +178,17 @@ def run_benchmarks(
     `limit` items of each task. Returns {task: {"acc", "acc_norm", "n"}}; `acc_norm` is None for
     tasks scored by accuracy alone (BoolQ, WinoGrande). The model's train/eval mode is restored.
     """
+    tasks = list(dict.fromkeys(tasks))
+    if not tasks:
+        raise WhpError("no benchmark tasks given")
     lm_eval, HFLM, _ = _lm_eval()
-    local = [task for task in tasks if task.startswith(LOCAL_PREFIX)]
     was_training = model.training
-    with tempfile.TemporaryDirectory(prefix="whp-tasks-") as tmp:
-        include_dir = write_task_dir(local, data_dir, tmp) if local else None
-        manager = _task_manager(list(tasks), include_dir)
+    with _task_manager(tasks, data_dir) as manager:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         try:
             results = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=list(tasks),
-                task_manager=manager,
-                limit=limit,
-                bootstrap_iters=0,
-                log_samples=False,
+                model=lm, tasks=tasks, task_manager=manager, limit=limit, bootstrap_iters=0, log_samples=False
             )
         finally:
-            model.train(was_training)
+            model.train(was_training)  # HFLM switched it to eval mode
     return {task: _scores(results, task) for task in tasks}

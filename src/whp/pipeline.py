@@ -13,6 +13,7 @@ exists is finished; a re-run skips finished stages and resumes unfinished ones.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -34,9 +35,9 @@ from whp.config import RunConfig, to_dict
 from whp.corpus import Block, load_blocks, read_text
 from whp.errors import WhpError, warn
 from whp.files import atomic_folder, read_json, write_json, write_yaml
-from whp.generic import Forward, compute_labels, fingerprint, is_complete, load_examples, mark_complete
+from whp.generic import Forward, compute_labels, fingerprint, identity_alignment, is_complete, load_examples, mark_complete
 from whp.methods.lm import lm_examples, lm_loss
-from whp.methods.whp import hard_label_loss, soft_label_loss
+from whp.methods.whp import whp_loss
 from whp.models import (
     add_lora,
     check_same_vocabulary,
@@ -55,7 +56,7 @@ log = logging.getLogger("whp")
 STAGES = ("reinforce", "labels", "finetune")
 _STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative)
     "reinforce": ("model", "target", "trust_remote_code", "corpus", "reinforced", "reinforce"),
-    "labels": ("anchors", "labels"),
+    "labels": ("anchors", "retain", "labels"),
     "finetune": ("finetune",),
 }
 
@@ -262,6 +263,7 @@ def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) 
         "model": _folder_identity(cfg.model),
         "reinforced": _folder_identity(reinforced_path(cfg, out)) if uses_reinforced else None,
         "corpus": _sha256(text),
+        "retain": _sha256(read_text(cfg.retain)) if cfg.retain else None,
         "dictionary": _sha256(json.dumps(dictionary, sort_keys=True)),
         "block_size": cfg.corpus.block_size,
         "keep_tail": cfg.corpus.keep_tail,
@@ -287,6 +289,12 @@ def run_labels(cfg: RunConfig, out: Path, record: dict, shards: list[int] | None
     align = _aligner(blocks, dictionary, tokenizer, cfg.labels.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id, shards)
+    if cfg.retain:
+        retain_blocks = load_blocks(cfg.retain, tokenizer, cfg.corpus)
+        own_predictions = dataclasses.replace(cfg.labels, alpha=0.0)
+        retain_stats = compute_labels(folder, len(retain_blocks), lambda i: identity_alignment(retain_blocks[i].ids),
+                                      None, baseline, own_predictions, pad_id, shards, prefix="retain")
+        stats.update(retain_blocks=retain_stats["blocks"], retain_seconds=retain_stats["compute_seconds"])
     tokens = sum(len(b.ids) for b in blocks)
     _record_stage(out, record, cfg, "labels", time.perf_counter() - started, folder=folder.name, tokens=tokens,
                   dictionary_keys=len(dictionary), **stats)
@@ -323,7 +331,7 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
         return destination
     started = time.perf_counter()
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    examples = load_examples(folder)
+    examples = load_examples(folder) + load_examples(folder, prefix="retain")
     if cfg.finetune.loss == "soft" and "top_values" not in examples[0]:
         raise WhpError("finetune.loss=soft but these labels have no top-k logits (set labels.top_k)", folder)
     train_cfg = cfg.finetune.train
@@ -331,7 +339,8 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     if train_cfg.lora:
         torch.manual_seed(train_cfg.seed)
         model = add_lora(model, train_cfg.lora_config)
-    loss_fn = hard_label_loss if cfg.finetune.loss == "hard" else functools.partial(soft_label_loss, temperature=cfg.finetune.temperature)
+    loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, temperature=cfg.finetune.temperature,
+                                retain_weight=cfg.finetune.retain_weight)
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
     model = peft_adapter.merged(model)
     _record_stage(out, record, cfg, "finetune", time.perf_counter() - started,

@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -47,6 +48,7 @@ BENCHMARK_PREFIX = "benchmark_"
 BENCHMARK_GROUP = "General benchmarks (accuracy)"
 OTHER_GROUP = "Other metrics"
 FAMILIARITY_FOR_SCATTER = ("familiarity_probability", "familiarity_completion")
+DEFAULT_TITLE = "whp evaluation report"
 
 
 # ---- reading evaluation folders -------------------------------------------------------------
@@ -127,8 +129,12 @@ def grouped_metrics(summary: Summary) -> dict[str, list[str]]:
     return groups
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def mean_benchmark_accuracy(row: dict[str, float]) -> float | None:
-    values = [v for m, v in row.items() if m.startswith(BENCHMARK_PREFIX) and v is not None]
+    values = [v for m, v in row.items() if m.startswith(BENCHMARK_PREFIX) and _finite(v)]
     return sum(values) / len(values) if values else None
 
 
@@ -170,22 +176,32 @@ def _colours(models: list[str]) -> dict[str, str]:
     return {model: palette[i % len(palette)] for i, model in enumerate(models)}
 
 
-def _small_multiples(summary: Summary, metrics: list[str]) -> Figure:
-    """One bar chart per metric (each on its own scale), one bar per model."""
+def _height(value: Any) -> float:
+    """A bar height: the value when it is a finite number, else 0 (the label still says '—' or 'inf')."""
+    return float(value) if _finite(value) else 0.0
+
+
+def _small_multiples(summary: Summary, metrics: list[str], per_row: int = 4) -> Figure:
+    """One bar chart per metric (each on its own scale, up to `per_row` a row), one bar per model."""
     models = list(summary)
-    colours = _colours(models)
-    fig = Figure(figsize=(min(3.2 * len(metrics), 12.5), 3.0), layout="constrained")
-    for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
+    colours = list(_colours(models).values())
+    ncols = min(per_row, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = Figure(figsize=(3.1 * ncols, 3.0 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, metric in zip(axes, metrics):
         values = [summary[m].get(metric) for m in models]
-        ax.bar(range(len(models)), [v or 0.0 for v in values], color=[colours[m] for m in models])
-        if metric_direction(metric) == FORGET_AUC:
-            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
-        direction = metric_direction(metric)
-        ax.set_title(metric if direction == "—" else f"{metric}\n({direction})", fontsize=9)
+        ax.bar(range(len(models)), [_height(v) for v in values], color=colours)
         for x, value in enumerate(values):
-            ax.annotate(fmt(value), (x, value or 0.0), ha="center", va="bottom", fontsize=8)
+            ax.annotate(fmt(value), (x, _height(value)), ha="center", va="bottom", fontsize=8)
+        direction = metric_direction(metric)
+        if direction == FORGET_AUC:
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(metric if direction == "—" else f"{metric}\n({direction})", fontsize=9)
+        ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
         ax.margins(y=0.15)
+    for ax in axes[len(metrics) :]:
+        ax.set_visible(False)
     return fig
 
 
@@ -198,7 +214,7 @@ def _benchmark_bars(summary: Summary, metrics: list[str]) -> Figure:
     ax = fig.subplots()
     for i, model in enumerate(models):
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(metrics))]
-        ax.bar(xs, [summary[model].get(m) or 0.0 for m in metrics], width, label=model, color=colours[model])
+        ax.bar(xs, [_height(summary[model].get(m)) for m in metrics], width, label=model, color=colours[model])
     ax.set_xticks(range(len(metrics)), [m.removeprefix(BENCHMARK_PREFIX) for m in metrics], rotation=20, fontsize=8)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
@@ -207,28 +223,34 @@ def _benchmark_bars(summary: Summary, metrics: list[str]) -> Figure:
     return fig
 
 
-def _scatter_axes(summary: Summary) -> list[tuple[str, dict[str, float]]]:
-    """The x axes available for the scatter: retain perplexity and mean benchmark accuracy."""
-    perplexity = {m: row["retain_perplexity"] for m, row in summary.items() if row.get("retain_perplexity") is not None}
-    accuracy = {m: acc for m, row in summary.items() if (acc := mean_benchmark_accuracy(row)) is not None}
-    axes = [("retain perplexity (lower = kept)", perplexity), ("mean benchmark accuracy (higher = kept)", accuracy)]
-    return [(label, xs) for label, xs in axes if xs]
+def _scatter_panels(summary: Summary, familiarity: str) -> list[tuple[str, dict[str, tuple[float, float]]]]:
+    """(x label, {model: (x, familiarity)}) for retain perplexity and mean benchmark accuracy,
+    keeping models with both numbers finite and panels with at least one such model."""
+    abilities = {
+        "retain perplexity (lower = kept)": {m: row.get("retain_perplexity") for m, row in summary.items()},
+        "mean benchmark accuracy (higher = kept)": {m: mean_benchmark_accuracy(row) for m, row in summary.items()},
+    }
+    panels = []
+    for label, xs in abilities.items():
+        points = {m: (x, summary[m].get(familiarity)) for m, x in xs.items()}
+        points = {m: xy for m, xy in points.items() if _finite(xy[0]) and _finite(xy[1])}
+        if points:
+            panels.append((label, points))
+    return panels
 
 
 def _familiarity_scatter(summary: Summary) -> Figure | None:
     """Familiarity (y) against general ability (x), one labelled point per model; None if unplottable."""
     familiarity = next((m for m in FAMILIARITY_FOR_SCATTER if any(m in row for row in summary.values())), None)
-    axes = _scatter_axes(summary)
-    if familiarity is None or not axes:
+    panels = _scatter_panels(summary, familiarity) if familiarity else []
+    if not panels:
         return None
     colours = _colours(list(summary))
-    fig = Figure(figsize=(5.4, 3.2 * len(axes)), layout="constrained")
-    for ax, (label, xs) in zip(fig.subplots(len(axes), 1, squeeze=False)[:, 0], axes):
-        for model, x in xs.items():
-            y = summary[model].get(familiarity)
-            if y is not None:
-                ax.scatter([x], [y], s=60, color=colours[model])
-                ax.annotate(model, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    fig = Figure(figsize=(5.4, 3.2 * len(panels)), layout="constrained")
+    for ax, (label, points) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):
+        for model, (x, y) in points.items():
+            ax.scatter([x], [y], s=60, color=colours[model])
+            ax.annotate(model, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
         ax.set_xlabel(label)
         ax.set_ylabel(f"{familiarity} (lower = forgotten)")
         ax.margins(0.25)
@@ -266,75 +288,85 @@ img { max-width: 100%; display: block; margin: 8px 0 16px; }
 """
 
 
-def _cell(summary: Summary, models: list[str], model: str, metric: str) -> str:
-    """A value, with its change from the first (reference) model for the other models."""
-    value = summary[model].get(metric)
-    reference = summary[models[0]].get(metric)
-    text = html.escape(fmt(value))
-    if model != models[0] and isinstance(value, (int, float)) and isinstance(reference, (int, float)):
-        text += f' <span class="delta">({value - reference:+.3f})</span>'
-    return f'<td class="num">{text}</td>'
+def _esc(value: Any) -> str:
+    return html.escape(str(value))  # quotes too: values also land in attributes
+
+
+def _table(head: list[str], rows: list[str]) -> str:
+    """An HTML table from header labels (escaped here) and ready-made <tr> rows."""
+    header = "".join(f"<th>{_esc(label)}</th>" for label in head)
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _num(value: Any, extra: str = "") -> str:
+    return f'<td class="num">{_esc(fmt(value))}{extra}</td>'
+
+
+def _delta(value: Any, reference: Any) -> str:
+    """The change from the reference model's value, as a small grey suffix ('' when not numeric)."""
+    if not isinstance(value, (int, float)) or not isinstance(reference, (int, float)):
+        return ""
+    return f' <span class="delta">({value - reference:+.3f})</span>'
 
 
 def metrics_table_html(summary: Summary) -> str:
-    """Rows = metrics (under group headings), columns = direction and one per model."""
+    """Rows = metrics under group headings; columns = direction, then one per model, the others
+    with their change from the first model."""
     models = list(summary)
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
-    rows = [f"<tr><th>metric</th><th>direction</th>{head}</tr>"]
+    rows = []
     for group, metrics in grouped_metrics(summary).items():
-        rows.append(f'<tr class="group"><th colspan="{len(models) + 2}">{html.escape(group)}</th></tr>')
+        rows.append(f'<tr class="group"><th colspan="{len(models) + 2}">{_esc(group)}</th></tr>')
         for metric in metrics:
-            cells = "".join(_cell(summary, models, model, metric) for model in models)
-            direction = html.escape(metric_direction(metric))
-            rows.append(f'<tr><td>{html.escape(metric)}</td><td class="dir">{direction}</td>{cells}</tr>')
-    note = f"<p>Changes in brackets are against the first model, <b>{html.escape(models[0])}</b>.</p>" if len(models) > 1 else ""
-    return f"<table>{''.join(rows)}</table>{note}"
+            values = [summary[m].get(metric) for m in models]
+            cells = "".join(_num(v, _delta(v, values[0]) if i else "") for i, v in enumerate(values))
+            direction = _esc(metric_direction(metric))
+            rows.append(f'<tr><td>{_esc(metric)}</td><td class="dir">{direction}</td>{cells}</tr>')
+    note = f"<p>Changes in brackets are against the first model, <b>{_esc(models[0])}</b>.</p>"
+    return _table(["metric", "direction", *models], rows) + (note if len(models) > 1 else "")
 
 
 def relearn_table_html(details: Details) -> str:
     """Familiarity before and after the relearning attack, per model ('' when no model has one)."""
-    rows = []
-    for model, records in details.items():
-        pair = _relearn_pair(records.get("relearn_familiarity", {}))
-        if pair is not None:
-            before, after = pair
-            rows.append(f'<tr><td>{html.escape(model)}</td><td class="num">{fmt(before)}</td><td class="num">{fmt(after)}</td></tr>')
+    pairs = {m: _relearn_pair(records.get("relearn_familiarity", {})) for m, records in details.items()}
+    rows = [f"<tr><td>{_esc(m)}</td>{_num(p[0])}{_num(p[1])}</tr>" for m, p in pairs.items() if p is not None]
     if not rows:
         return ""
-    head = "<tr><th>model</th><th>familiarity before attack</th><th>after attack</th></tr>"
-    return "<h2>Relearning attack</h2><p>Familiarity that comes back after a few fine-tuning steps on target text.</p>" \
-        f"<table>{head}{''.join(rows)}</table>"
+    intro = "<h2>Relearning attack</h2><p>Familiarity that comes back after a few fine-tuning steps on target text.</p>"
+    return intro + _table(["model", "familiarity before attack", "after attack"], rows)
 
 
-def _grade_badge(grade: Any) -> str:
+def _completion_cell(row: dict | None) -> str:
+    """A completion with its judge grade as a coloured badge and the judge's reason on hover."""
+    if row is None:
+        return '<td class="completion">—</td>'
+    grade = row.get("grade")
     css = f"g{grade}" if grade in (0, 1, 2, 3) else "gnone"
-    return f'<span class="grade {css}">{html.escape("?" if grade is None else str(grade))}</span>'
+    badge = f'<span class="grade {css}">{_esc("?" if grade is None else grade)}</span>'
+    reason = _esc(row.get("reason") or "")
+    return f'<td class="completion" title="{reason}">{badge}{_esc(row.get("completion", ""))}</td>'
 
 
 def completions_html(details: Details, max_prompts: int = 8) -> str:
-    """Side-by-side completions of every model for the same familiarity prompts, HTML-escaped."""
-    by_model = {m: {row.get("prompt"): row for row in _per_prompt(r.get("familiarity_completion", {}))} for m, r in details.items()}
-    by_model = {m: rows for m, rows in by_model.items() if rows}
+    """Side-by-side completions of every model for the first model's familiarity prompts, escaped."""
+    per_prompt = {m: _per_prompt(records.get("familiarity_completion", {})) for m, records in details.items()}
+    by_model = {m: {row.get("prompt"): row for row in rows} for m, rows in per_prompt.items() if rows}
     if not by_model:
         return ""
     models = list(by_model)
     prompts = [p for p in by_model[models[0]] if p is not None][:max_prompts]
-    head = "<tr><th>prompt</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models) + "</tr>"
-    rows = []
-    for prompt in prompts:
-        cells = []
-        for model in models:
-            row = by_model[model].get(prompt)
-            cells.append('<td class="completion">—</td>' if row is None else
-                         f'<td class="completion" title="{html.escape(str(row.get("reason") or ""))}">'
-                         f'{_grade_badge(row.get("grade"))}{html.escape(str(row.get("completion", "")))}</td>')
-        rows.append(f'<tr><td class="completion">{html.escape(str(prompt))}</td>{"".join(cells)}</tr>')
-    return "<h2>Completions side by side</h2><p>Judge grade 0–3 in the badge (3 = details unique to the target; hover for the reason).</p>" \
-        f"<table>{head}{''.join(rows)}</table>"
+    rows = [
+        f'<tr><td class="completion">{_esc(p)}</td>{"".join(_completion_cell(by_model[m].get(p)) for m in models)}</tr>'
+        for p in prompts
+    ]
+    intro = (
+        "<h2>Completions side by side</h2><p>Judge grade 0–3 in the badge "
+        "(3 = details unique to the target; hover for the reason).</p>"
+    )
+    return intro + _table(["prompt", *models], rows)
 
 
 def _img(caption: str, fig: Figure) -> str:
-    return f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
+    return f'<img alt="{_esc(caption)}" src="data:image/png;base64,{_png(fig)}">'
 
 
 def _scatter_html(summary: Summary) -> str:
@@ -345,30 +377,30 @@ def _scatter_html(summary: Summary) -> str:
     return f"<div><h2>{caption}</h2><p>Best: low (forgotten) and on the 'kept' side.</p>{_img(caption, fig)}</div>"
 
 
-def report_html(summary: Summary, details: Details, title: str = "whp evaluation report") -> str:
+def report_html(summary: Summary, details: Details, title: str = DEFAULT_TITLE) -> str:
     """The whole report as one HTML string, images inlined: table and scatter side by side on
     top, then a bar chart per metric group, then completions side by side."""
     if not summary:
         raise WhpError("no metrics to report")
-    plots = "".join(f"<h3>{html.escape(group)}</h3>{_img(group, fig)}" for group, fig in group_figures(summary))
+    plots = "".join(f"<h3>{_esc(group)}</h3>{_img(group, fig)}" for group, fig in group_figures(summary))
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>Models: {', '.join(html.escape(m) for m in summary)}.</p>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>"
+        f"<p>Models: {', '.join(_esc(m) for m in summary)}.</p>"
         f'<div class="top"><div><h2>Metrics</h2>{metrics_table_html(summary)}{relearn_table_html(details)}</div>'
         f"{_scatter_html(summary)}</div>"
         f"<h2>Metrics by group</h2>{plots}{completions_html(details)}</body></html>\n"
     )
 
 
-def write_report(summary: Summary, details: Details, out_path: str | Path, title: str = "whp evaluation report") -> Path:
+def write_report(summary: Summary, details: Details, out_path: str | Path, title: str = DEFAULT_TITLE) -> Path:
     """Write the HTML report (atomically) and return its path."""
     out_path = Path(out_path)
     atomic_write_bytes(out_path, report_html(summary, details, title).encode("utf-8"))
     return out_path
 
 
-def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str = "whp evaluation report") -> Path:
+def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str = DEFAULT_TITLE) -> Path:
     """Evaluation folders → HTML report in one call."""
     summary, details = load_results(folders)
     return write_report(summary, details, out_path, title)
@@ -384,7 +416,9 @@ def _card_note(metric: str, record: dict) -> str:
     return f"n = {record['n']}" if "n" in record else ""
 
 
-def model_card(summary_row: dict[str, float], details: dict[str, dict] | None = None, config: dict | None = None) -> str:
+def model_card(
+    summary_row: dict[str, float], details: dict[str, dict] | None = None, config: dict | None = None
+) -> str:
     """README.md for an unlearned model folder: what was done, a metrics table, the run's config."""
     details = details or {}
     lines = [

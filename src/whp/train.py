@@ -154,12 +154,12 @@ def train(
     if work_dir:
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         _truncate_log(Path(work_dir) / "train_log.jsonl", step)
-    torch.manual_seed(cfg.seed + step)
     model.train()
     started = time.perf_counter()
     session_tokens = 0
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True)
     while step < total:
+        torch.manual_seed(cfg.seed + step)  # per step: a resumed run draws the same dropout as a straight one
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.schedule)
         step_loss, step_tokens = 0.0, 0

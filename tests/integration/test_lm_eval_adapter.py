@@ -168,3 +168,8 @@ def test_missing_data_folder_is_named(tiny, tmp_path):
     with pytest.raises(WhpError, match="does not exist") as info:
         run_benchmarks(*tiny, ["whp_boolq"], data_dir=tmp_path / "absent")
     assert info.value.path == str(tmp_path / "absent")
+
+
+def test_no_tasks_is_an_error(tiny):
+    with pytest.raises(WhpError, match="no benchmark tasks"):
+        run_benchmarks(*tiny, [])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from helpers_tiny import tiny_model
 from whp.generic import IGNORE, block_labels, generic_logits, lower_forbidden
-from whp.methods.whp import hard_label_loss, soft_label_loss, soft_targets_cross_entropy
+from whp.methods.whp import hard_label_loss, soft_label_loss, soft_targets_cross_entropy, whp_loss
 from whp.translate import AlignedBlock
 
 
@@ -102,6 +102,22 @@ def test_soft_cross_entropy_by_hand():
     logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25]]]))  # (1, 1, 3)
     values = torch.log(torch.tensor([[[0.5, 0.5]]]))  # p = (0.5, 0.5) over tokens 0 and 1
     indices = torch.tensor([[[0, 1]]])
-    loss = soft_targets_cross_entropy(logits, values, indices, torch.tensor([[True]]))
+    loss = soft_targets_cross_entropy(logits, values, indices)[0, 0]
     expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.5 * torch.log(torch.tensor(0.25)))
     assert torch.isclose(loss, expected)
+
+
+def test_retain_examples_add_their_own_weighted_mean():
+    model = tiny_model(50)
+    ids = torch.randint(0, 50, (2, 8))
+    labels = torch.full((2, 8), IGNORE)
+    labels[0, 3], labels[0, 5], labels[1, 2] = 7, 8, 9
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    target_only = {k: v[:1] for k, v in batch.items()}
+    retain_only = {k: v[1:] for k, v in batch.items()}
+    with torch.no_grad():
+        l_target, _ = hard_label_loss(model, target_only)
+        l_retain, _ = hard_label_loss(model, retain_only)
+        mixed, n = whp_loss(model, {**batch, "is_retain": torch.tensor([False, True])}, "hard", retain_weight=0.5)
+    assert n == 3
+    assert torch.isclose(mixed, l_target + 0.5 * l_retain, atol=1e-5)

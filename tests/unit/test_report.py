@@ -116,3 +116,14 @@ def test_model_card_has_metrics_table_and_config():
     assert "| familiarity_probability | 0.018 | lower = forgotten |" in card
     assert "before attack 0.200, after 0.150" in card
     assert "alpha: 5.0" in card and card.startswith("---\n")
+
+
+def test_odd_values_still_render():
+    """Infinite perplexity, NaN, a string, a missing metric and many unknown metrics: no crash."""
+    summary = {
+        "a": {"retain_perplexity": float("inf"), "familiarity_probability": float("nan"), "note": "n/a"},
+        "b": {"retain_perplexity": 20.0, **{f"extra_{i}": i / 10 for i in range(9)}},
+    }
+    page = report_html(summary, {})
+    assert "inf" in page and "nan" in page and "n/a" in page and "extra_8" in page
+    assert page.count("data:image/png;base64,") == 3  # familiarity, retained ability, other; no scatter point

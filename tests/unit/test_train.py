@@ -13,7 +13,17 @@ from hypothesis import strategies as st
 from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, tiny_model
 from whp.corpus import make_blocks
 from whp.methods.lm import lm_examples, lm_loss
+from whp.models import LoraConfig, add_lora
 from whp.train import TrainConfig, lr_factor, micro_batch_indices, train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy shared machine threads spin-wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 # ---- learning-rate schedule ----------------------------------------------------------------------
 
@@ -199,6 +209,27 @@ def test_resume_after_interruption_equals_a_straight_run(examples, tmp_path):
     straight_log = [json.loads(line) for line in (tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [1, 2, 3, 4, 5, 6]
     assert log == straight_log
+
+
+def test_resume_with_dropout_equals_a_straight_run(examples, tmp_path):
+    """Dropout draws random numbers every step: a resumed run must draw the same ones."""
+    tokenizer, data = examples
+    cfg = resume_config(max_steps=4, lora=True, lora_config=LoraConfig(r=4, alpha=8, dropout=0.3), lr=1e-2)
+
+    def fresh():
+        torch.manual_seed(11)  # the base weights and the adapter's initial weights
+        return add_lora(tiny_model(len(tokenizer), seed=11), cfg.lora_config)
+
+    straight = fresh()
+    straight_result = train(straight, data, lm_loss, cfg, work_dir=tmp_path / "straight")
+    with pytest.raises(Interrupt):
+        train(fresh(), data, interrupted_after(2 * cfg.grad_accum), cfg, work_dir=tmp_path / "resumed")
+    resumed = fresh()
+    resumed_result = train(resumed, data, lm_loss, cfg, work_dir=tmp_path / "resumed")
+    assert resumed_result.losses == straight_result.losses
+    expected = parameters(straight)
+    for name, value in parameters(resumed).items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
 
 
 def test_rerunning_a_finished_run_trains_no_more(examples, tmp_path):
