@@ -39,8 +39,55 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in _STAGE_COMMANDS.items():
         _add_run_arguments(commands.add_parser(name, help=help_text, description=help_text))
+    _add_eval_arguments(commands.add_parser("eval", help="measure familiarity, general ability, memorisation, relearning"))
     commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M")
     return parser
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, help="model folder (repeat to compare models)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (re-run to finish missing metrics)")
+    parser.add_argument("--prompts", nargs="+", default=[],
+                        help="prompt files: probability prompts ({prompt, continuations}) or completion prompts "
+                             "({prompt, references}), told apart by their fields (default: the built-in Sherlock set)")
+    parser.add_argument("--metrics", nargs="+", help="subset of metrics to run")
+    parser.add_argument("--benchmarks", nargs="+", help="lm-eval tasks, e.g. whp_arc_easy whp_piqa (local) or arc_easy (hub)")
+    parser.add_argument("--benchmark-data", help="folder of the local benchmark jsonl files")
+    parser.add_argument("--limit", type=int, help="items per benchmark task")
+    parser.add_argument("--judge", choices=["reference", "llm"], help="completion judge (default: reference, offline)")
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL of the LLM judge")
+    parser.add_argument("--llm-model", help="model name of the LLM judge (key from $OPENAI_API_KEY or --set llm_key_env=...)")
+    parser.add_argument("--config", help="YAML of evaluation settings (see whp.evaluate.suite.EvalConfig)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from whp.config import load_config
+    from whp.evaluate.prompts import prompt_file_kind
+    from whp.evaluate.suite import EvalConfig, evaluate
+
+    by_kind: dict[str, list[str]] = {"probability": [], "completion": []}
+    for path in args.prompts:
+        by_kind[prompt_file_kind(path)].append(path)
+    cfg = load_config(args.config, args.overrides, cls=EvalConfig, probability_prompts=by_kind["probability"],
+                      completion_prompts=by_kind["completion"], metrics=args.metrics, benchmarks=args.benchmarks,
+                      benchmark_data=args.benchmark_data, benchmark_limit=args.limit, judge=args.judge,
+                      llm_url=args.llm_url, llm_model=args.llm_model)
+    summary = evaluate(args.model, cfg, args.out)
+    print(format_table(summary))
+    print(f"report: {args.out / 'report.html'}")
+
+
+def format_table(summary: dict[str, dict[str, float]]) -> str:
+    """Metrics as rows, models as columns, plain text."""
+    models = list(summary)
+    metrics = list(dict.fromkeys(m for row in summary.values() for m in row))
+    width = max([len(m) for m in metrics] + [6])
+    lines = [f"{'metric':<{width}}  " + "  ".join(f"{m:>14}" for m in models)]
+    for metric in metrics:
+        cells = [summary[m].get(metric) for m in models]
+        lines.append(f"{metric:<{width}}  " + "  ".join(f"{c:>14.4g}" if isinstance(c, (int, float)) else f"{'-':>14}" for c in cells))
+    return "\n".join(lines)
 
 
 def _run_stages(args: argparse.Namespace) -> None:
@@ -64,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transformers", "peft", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        _demo(args) if args.command == "demo" else _run_stages(args)
+        {"demo": _demo, "eval": _eval}.get(args.command, _run_stages)(args)
     except WhpError as exc:
         print(f"whp: error: {exc}", file=sys.stderr)
         return 2

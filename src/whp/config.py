@@ -132,8 +132,9 @@ def apply_override(data: dict, assignment: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), **inputs: Any) -> RunConfig:
-    """YAML file (optional) ← `--set` overrides ← explicit inputs (CLI flags that were given)."""
+def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = RunConfig, **inputs: Any):
+    """`cls` (default RunConfig) from a YAML file (optional) ← `--set` overrides ← explicit
+    inputs (the CLI flags that were given)."""
     data: dict = {}
     if path:
         path = Path(path)
@@ -148,7 +149,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), **inputs: An
     for assignment in overrides:
         apply_override(data, assignment)
     data.update({key: value for key, value in inputs.items() if value not in (None, [], ())})
-    return from_dict(RunConfig, data)
+    return from_dict(cls, data)
 
 
 def to_dict(cfg: RunConfig) -> dict:

@@ -118,3 +118,14 @@ def load_completion_prompts(path: str | Path) -> list[CompletionPrompt]:
 def load_qa(path: str | Path) -> list[QAItem]:
     path = Path(path)
     return _nonempty([QAItem(_string(o, "question", n, path), _string(o, "answer", n, path)) for n, o in _lines(path)], path)
+
+
+def prompt_file_kind(path: str | Path) -> str:
+    """'probability' ({prompt, continuations}) or 'completion' ({prompt, references}), from the first record."""
+    for number, obj in _lines(Path(path)):
+        if "continuations" in obj:
+            return "probability"
+        if "references" in obj:
+            return "completion"
+        raise WhpError(f"line {number}: a prompt needs 'continuations' (probability) or 'references' (completion)", path)
+    raise WhpError("prompt file is empty", path)

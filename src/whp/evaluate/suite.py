@@ -1,0 +1,255 @@
+"""`whp eval`: run the metrics on one or more models, one JSON per metric, a summary and a report.
+
+Output folder layout:
+    OUT/<label>/<metric>.json   one file per metric and model (a finished one is not recomputed)
+    OUT/<label>/metrics.json    {label: {metric: value}}
+    OUT/metrics.json            every model's summary
+    OUT/report.html             tables, plots, side-by-side completions
+A model folder made by `whp unlearn` also gets the numbers in its model card (README.md).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from whp.corpus import read_text
+from whp.errors import WhpError
+from whp.files import read_json, write_json
+from whp.models import load_model, load_tokenizer, resolve_model_path
+
+log = logging.getLogger("whp")
+
+
+def demo_file(name: str) -> str:
+    """A file of the built-in Sherlock Holmes set (prompts, texts) shipped in the package."""
+    return str(resources.files("whp") / "data" / "demo" / name)
+
+
+def demo_corpus_files() -> list[str]:
+    folder = resources.files("whp") / "data" / "demo" / "corpus"
+    return sorted(str(folder / name.name) for name in folder.iterdir() if name.name.endswith(".txt"))
+
+
+@dataclass
+class EvalConfig:
+    """What `whp eval` measures and on which files (defaults: the built-in Sherlock Holmes set)."""
+
+    probability_prompts: list[str] = field(default_factory=lambda: [demo_file("probability_heldout.jsonl")], metadata={"help": "prompts whose next word reveals the target"})
+    completion_prompts: list[str] = field(default_factory=lambda: [demo_file("completion_heldout.jsonl")], metadata={"help": "prompts to complete, with reference terms"})
+    side_effect_probability: list[str] = field(default_factory=lambda: [demo_file("side_effect_probability.jsonl")], metadata={"help": "probability prompts of related domains that must be kept"})
+    side_effect_completion: list[str] = field(default_factory=lambda: [demo_file("side_effect_completion.jsonl")], metadata={"help": "completion prompts of related domains that must be kept"})
+    retain_text: list[str] = field(default_factory=lambda: [demo_file("retain.txt")], metadata={"help": "general text for perplexity (and MIA non-members)"})
+    target_text: list[str] = field(default_factory=demo_corpus_files, metadata={"help": "target text for memorisation, MIA members and the relearning slice"})
+    qa: str | None = field(default_factory=lambda: demo_file("qa.jsonl"), metadata={"help": "question-answer file on the target"})
+    metrics: list[str] = field(default_factory=lambda: [*METRICS, BENCHMARKS], metadata={"help": "which metrics to run"})
+    benchmarks: list[str] = field(default_factory=list, metadata={"help": "lm-eval tasks (whp_arc_easy, ... or hub names when online)"})
+    benchmark_data: str | None = field(default=None, metadata={"help": "folder of the local benchmark jsonl files"})
+    benchmark_limit: int | None = field(default=None, metadata={"help": "items per benchmark task"})
+    judge: str = field(default="reference", metadata={"help": "reference (offline) or llm"})
+    llm_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for the LLM judge"})
+    llm_model: str | None = field(default=None, metadata={"help": "model name for the LLM judge"})
+    llm_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the judge's API key"})
+    max_new_tokens: int = field(default=48, metadata={"help": "completion length"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per forward pass"})
+    relearn_steps: int = field(default=10, metadata={"help": "fine-tuning steps of the relearning attack"})
+    relearn_lr: float = field(default=1e-5, metadata={"help": "learning rate of the relearning attack"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling passages"})
+
+
+def _judge(cfg: EvalConfig):
+    from whp.evaluate.judges import LLMJudge, ReferenceJudge
+
+    if cfg.judge == "reference":
+        return ReferenceJudge()
+    if cfg.judge == "llm":
+        if not cfg.llm_url or not cfg.llm_model:
+            raise WhpError("the llm judge needs --llm-url and --llm-model")
+        return LLMJudge(cfg.llm_url, cfg.llm_model, api_key_env=cfg.llm_key_env)
+    raise WhpError(f"unknown judge {cfg.judge!r} (reference or llm)")
+
+
+def _passages(texts: list[str], words: int = 150) -> list[str]:
+    """Texts cut into passages of about `words` words (for membership inference)."""
+    all_words = "\n\n".join(read_text([t]) for t in texts).split()
+    return [" ".join(all_words[i : i + words]) for i in range(0, len(all_words) - words + 1, words)]
+
+
+def _probability(model, tok, cfg: EvalConfig, prompt_files: list[str]) -> dict:
+    from whp.evaluate.familiarity import probability_familiarity
+    from whp.evaluate.prompts import load_probability_prompts
+
+    prompts = [p for f in prompt_files for p in load_probability_prompts(f)]
+    return probability_familiarity(model, tok, prompts, batch_size=cfg.batch_size)
+
+
+def _completion(model, tok, cfg: EvalConfig, prompt_files: list[str]) -> dict:
+    from whp.evaluate.familiarity import completion_familiarity
+    from whp.evaluate.prompts import load_completion_prompts
+
+    prompts = [p for f in prompt_files for p in load_completion_prompts(f)]
+    return completion_familiarity(model, tok, prompts, _judge(cfg), max_new_tokens=cfg.max_new_tokens,
+                                  batch_size=cfg.batch_size, seed=cfg.seed)
+
+
+def _retain_perplexity(model, tok, cfg: EvalConfig, path: str) -> dict:
+    from whp.evaluate.perplexity import perplexity
+
+    return perplexity(model, tok, read_text(cfg.retain_text))
+
+
+def _verbatim(model, tok, cfg: EvalConfig, path: str) -> dict:
+    from whp.evaluate.memorisation import verbatim_memorisation
+
+    return verbatim_memorisation(model, tok, read_text(cfg.target_text), seed=cfg.seed, batch_size=cfg.batch_size)
+
+
+def _qa(model, tok, cfg: EvalConfig, path: str) -> dict:
+    from whp.evaluate.memorisation import qa_knowledge
+    from whp.evaluate.prompts import load_qa
+
+    if not cfg.qa:
+        raise WhpError("no QA file given (--qa)")
+    return qa_knowledge(model, tok, load_qa(cfg.qa), batch_size=cfg.batch_size)
+
+
+def _membership(model, tok, cfg: EvalConfig, path: str) -> dict:
+    from whp.evaluate.mia import membership_auc
+
+    return membership_auc(model, tok, _passages(cfg.target_text), _passages(cfg.retain_text))
+
+
+def _relearn(model, tok, cfg: EvalConfig, path: str) -> dict:
+    """The attack trains a fresh copy loaded from `path`; the probe is probability familiarity."""
+    from whp.evaluate.relearn import relearning_attack
+
+    def probe(attacked) -> float:
+        return _probability(attacked, tok, cfg, cfg.probability_prompts)["value"]
+
+    return relearning_attack(path, tok, read_text(cfg.target_text), probe, steps=cfg.relearn_steps,
+                             lr=cfg.relearn_lr, seed=cfg.seed)
+
+
+Metric = Callable[..., dict]  # (model, tokenizer, cfg, model_path) -> {"value": ..., details}
+METRICS: dict[str, Metric] = {
+    "familiarity_probability": lambda m, t, c, p: _probability(m, t, c, c.probability_prompts),
+    "familiarity_completion": lambda m, t, c, p: _completion(m, t, c, c.completion_prompts),
+    "side_effect_probability": lambda m, t, c, p: _probability(m, t, c, c.side_effect_probability),
+    "side_effect_completion": lambda m, t, c, p: _completion(m, t, c, c.side_effect_completion),
+    "retain_perplexity": _retain_perplexity,
+    "verbatim_rouge_l": _verbatim,
+    "qa_rouge_l": _qa,
+    "membership": _membership,
+    "relearn_familiarity": _relearn,
+}
+BENCHMARKS = "benchmarks"  # lm-evaluation-harness tasks, one file each (benchmark_<task>.json)
+
+
+def model_label(path: str, taken: set[str]) -> str:
+    """A short name: the folder's name, or its run's name for `RUN/model`; made unique."""
+    folder = Path(resolve_model_path(path))
+    label = folder.parent.name if folder.name == "model" and folder.parent.name else folder.name or str(path)
+    unique, n = label, 2
+    while unique in taken:
+        unique, n = f"{label}-{n}", n + 1
+    return unique
+
+
+def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: float) -> dict:
+    record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2)}
+    write_json(folder / f"{name}.json", record)
+    return record
+
+
+def _summary_values(records: dict[str, dict]) -> dict[str, float]:
+    values = {}
+    for name, record in records.items():
+        if name == "membership":
+            values["min_k_auc"] = record["min_k_auc"]
+            values["min_k_plus_plus_auc"] = record["min_k_plus_plus_auc"]
+        else:
+            values[name] = record["value"]
+    return values
+
+
+def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[str, float]:
+    """Run every requested metric missing from `out/label/`; returns {metric: value}."""
+    folder = out / label
+    folder.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(cfg.metrics) - {*METRICS, BENCHMARKS})
+    if unknown:
+        raise WhpError(f"unknown metric {unknown[0]!r} (known: {', '.join([*METRICS, BENCHMARKS])})")
+    records = {p.stem: read_json(p) for p in folder.glob("*.json") if p.stem != "metrics"}
+    todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
+    if todo:
+        tokenizer = load_tokenizer(path)
+        model = load_model(path)
+        for name in todo:
+            log.info("%s: %s", label, name)
+            started = time.perf_counter()
+            if name == BENCHMARKS:
+                records.update(_run_benchmarks(model, tokenizer, cfg, folder, label))
+                continue
+            result = METRICS[name](model, tokenizer, cfg, path)
+            records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started)
+        del model
+        gc.collect()
+    values = _summary_values(records)
+    write_json(folder / "metrics.json", {label: values})
+    return values
+
+
+def _benchmarks_done(records: dict, cfg: EvalConfig) -> bool:
+    return all(f"benchmark_{task}" in records for task in cfg.benchmarks)
+
+
+def _run_benchmarks(model, tokenizer, cfg: EvalConfig, folder: Path, label: str) -> dict[str, dict]:
+    from whp.lm_eval_adapter import run_benchmarks
+
+    if not cfg.benchmarks:
+        return {}
+    started = time.perf_counter()
+    scores = run_benchmarks(model, tokenizer, cfg.benchmarks, cfg.benchmark_data, limit=cfg.benchmark_limit)
+    seconds = (time.perf_counter() - started) / len(scores)
+    return {
+        f"benchmark_{task}": _save_metric(folder, label, f"benchmark_{task}", {"value": s["acc"], **s}, seconds)
+        for task, s in scores.items()
+    }
+
+
+def evaluate(paths: list[str], cfg: EvalConfig, out: Path, title: str = "whp evaluation") -> dict[str, dict[str, float]]:
+    """Evaluate each model, write the combined summary and report, update our model cards."""
+    from whp.report import build_report
+
+    out = Path(out)
+    summary, labels = {}, set()
+    for path in paths:
+        label = model_label(path, labels)
+        labels.add(label)
+        summary[label] = evaluate_model(path, label, cfg, out)
+        _update_model_card(Path(resolve_model_path(path)), summary[label])
+    write_json(out / "metrics.json", summary)
+    build_report([out / label for label in summary], out / "report.html", title)
+    return summary
+
+
+CARD_MARK = "\n## Evaluation (whp eval)\n"
+
+
+def _update_model_card(folder: Path, values: dict[str, float]) -> None:
+    """Append (or replace) the metrics table in the README.md of a model folder that whp made."""
+    from whp.report import fmt, metric_direction
+
+    card = folder / "README.md"
+    if not card.is_file() or "whp" not in card.read_text():
+        return
+    head = card.read_text().split(CARD_MARK)[0].rstrip("\n")
+    rows = "\n".join(f"| {m} | {fmt(v)} | {metric_direction(m)} |" for m, v in values.items())
+    card.write_text(f"{head}\n{CARD_MARK}\n| metric | value | direction |\n|---|---|---|\n{rows}\n")
