@@ -40,7 +40,12 @@ def make_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in _STAGE_COMMANDS.items():
         _add_run_arguments(commands.add_parser(name, help=help_text, description=help_text))
     _add_eval_arguments(commands.add_parser("eval", help="measure familiarity, general ability, memorisation, relearning"))
-    commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M")
+    demo = commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M (CPU, minutes)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a pipeline setting of the demo's config")
+    demo.add_argument("--prompts", choices=["heldout", "tune"], default="heldout",
+                      help="which prompt split to report (defaults were tuned on 'tune' only)")
     return parser
 
 
@@ -102,7 +107,9 @@ def _run_stages(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    raise WhpError("the built-in demo is not built yet (issue 4); `whp unlearn` works on your own model and text")
+    from whp.demo import run_demo
+
+    run_demo(args.out, args.overrides, args.prompts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -287,6 +287,3 @@ def test_missing_config_file(inputs, tmp_path, capsys):
     code = main(command(inputs, tmp_path / "run", "--config", str(config)))
     error_line(capsys, code, str(config), "config file does not exist")
 
-
-def test_demo_is_not_built_yet(capsys):
-    error_line(capsys, main(["demo"]), "not built yet")

@@ -169,8 +169,10 @@ def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: flo
 
 
 def _summary_values(records: dict[str, dict]) -> dict[str, float]:
+    """{metric: value} in a fixed order (the suite's, then benchmarks by name)."""
+    order = {name: i for i, name in enumerate(METRICS)}
     values = {}
-    for name, record in records.items():
+    for name, record in sorted(records.items(), key=lambda item: (order.get(item[0], len(order)), item[0])):
         if name == "membership":
             values["min_k_auc"] = record["min_k_auc"]
             values["min_k_plus_plus_auc"] = record["min_k_plus_plus_auc"]

@@ -1,0 +1,86 @@
+"""`whp demo`: forget Sherlock Holmes in SmolLM2-135M-Instruct, on a CPU, in minutes.
+
+Evaluates the base model, runs the whole pipeline on the built-in corpus (written for this
+project) with the built-in dictionary, evaluates the result on the held-out prompts, prints a
+before / after table and writes DIR/model/, DIR/summary.json and DIR/report.html.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from whp.config import load_config
+from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model
+from whp.files import write_json
+from whp.models import demo_model_path
+from whp.pipeline import run_unlearn
+from whp.report import build_report
+
+log = logging.getLogger("whp")
+
+DEMO_METRICS = ["familiarity_probability", "familiarity_completion", "retain_perplexity",
+                "side_effect_probability", "side_effect_completion"]
+SUMMARY_KEYS = {  # summary.json name -> metric
+    "familiarity_probability": "familiarity_probability",
+    "familiarity_completion": "familiarity_completion",
+    "retain_perplexity": "retain_perplexity",
+    "side_effect_familiarity": "side_effect_probability",
+    "side_effect_completion": "side_effect_completion",
+}
+
+
+def demo_run_config(overrides: list[str] = ()):
+    """The demo's pipeline configuration: data/demo/config.yaml over the built-in inputs."""
+    return load_config(demo_file("config.yaml"), overrides, model=str(demo_model_path()), target=demo_corpus_files(),
+                       anchors=demo_file("anchors.yaml"), retain=[demo_file("retain_train.txt")])
+
+
+def demo_eval_config(split: str = "heldout") -> EvalConfig:
+    return EvalConfig(metrics=DEMO_METRICS, probability_prompts=[demo_file(f"probability_{split}.jsonl")],
+                      completion_prompts=[demo_file(f"completion_{split}.jsonl")])
+
+
+def change(before: float, after: float) -> float:
+    return 100.0 * (after - before) / before if before else float("nan")
+
+
+def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: str = "heldout") -> dict:
+    out = Path(out)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    base = str(demo_model_path())
+    seconds["model_conversion"] = time.perf_counter() - started
+    eval_cfg = demo_eval_config(split)
+    log.info("demo 1/3: evaluating the base model")
+    tick = time.perf_counter()
+    before = evaluate_model(base, "base", eval_cfg, out / "eval")
+    seconds["evaluate_base"] = time.perf_counter() - tick
+    log.info("demo 2/3: unlearning (reinforce, generic labels, fine-tune)")
+    tick = time.perf_counter()
+    model = run_unlearn(demo_run_config(overrides), out, overwrite=True)
+    seconds["unlearn"] = time.perf_counter() - tick
+    log.info("demo 3/3: evaluating the unlearned model")
+    tick = time.perf_counter()
+    after = evaluate_model(str(model), "unlearned", eval_cfg, out / "eval")
+    seconds["evaluate_unlearned"] = time.perf_counter() - tick
+    build_report([out / "eval" / "base", out / "eval" / "unlearned"], out / "report.html", "whp demo: who's Sherlock Holmes?")
+    seconds["total"] = time.perf_counter() - started
+    summary = {name: {"before": before[m], "after": after[m], "change_percent": change(before[m], after[m])}
+               for name, m in SUMMARY_KEYS.items()}
+    summary["prompts"] = split
+    summary["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    write_json(out / "summary.json", summary)
+    print(summary_table(summary))
+    print(f"model: {model}\nreport: {out / 'report.html'}")
+    return summary
+
+
+def summary_table(summary: dict) -> str:
+    lines = [f"{'':28}{'before':>10}{'after':>10}{'change':>10}"]
+    for name in SUMMARY_KEYS:
+        row = summary[name]
+        lines.append(f"{name:28}{row['before']:>10.4g}{row['after']:>10.4g}{row['change_percent']:>9.1f}%")
+    lines.append(f"{'seconds':28}{summary['seconds']['total']:>10.0f}")
+    return "\n".join(lines)
