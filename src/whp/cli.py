@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="whp: %(message)s")
     for noisy in ("transformers", "peft", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
         {"demo": _demo, "eval": _eval}.get(args.command, _run_stages)(args)
     except WhpError as exc:

@@ -9,6 +9,7 @@ from typing import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from whp.errors import WhpError
+from whp.files import read_utf8
 
 
 @dataclass
@@ -37,15 +38,9 @@ def read_text(paths: Sequence[str | Path]) -> str:
     """Concatenate UTF-8 text files (blank line between them); a missing or empty file is an error."""
     parts = []
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise WhpError("target file does not exist", path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise WhpError(f"not UTF-8 text (byte {exc.start})", path) from exc
+        text = read_utf8(Path(path), "text file")
         if not text.strip():
-            raise WhpError("target file is empty", path)
+            raise WhpError("text file is empty", path)
         parts.append(text.strip("\n"))
     if not parts:
         raise WhpError("no target files given")

@@ -8,14 +8,16 @@ before / after table and writes DIR/model/, DIR/summary.json and DIR/report.html
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from whp.config import load_config
 from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model
+from whp.errors import WhpError
 from whp.files import write_json
 from whp.models import demo_model_path
-from whp.pipeline import run_unlearn
+from whp.pipeline import prepare_run_folder, run_unlearn
 from whp.report import build_report
 
 log = logging.getLogger("whp")
@@ -52,6 +54,10 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     started = time.perf_counter()
     base = str(demo_model_path())
     seconds["model_conversion"] = time.perf_counter() - started
+    run_cfg = demo_run_config(overrides)
+    if out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
+        raise WhpError("output folder is not empty and holds no whp run; choose another --out", out)
+    prepare_run_folder(run_cfg, out, overwrite=True)  # stages whose settings changed are redone
     eval_cfg = demo_eval_config(split)
     log.info("demo 1/3: evaluating the base model")
     tick = time.perf_counter()
@@ -59,10 +65,11 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     seconds["evaluate_base"] = time.perf_counter() - tick
     log.info("demo 2/3: unlearning (reinforce, generic labels, fine-tune)")
     tick = time.perf_counter()
-    model = run_unlearn(demo_run_config(overrides), out, overwrite=True)
+    model = run_unlearn(run_cfg, out, overwrite=True)
     seconds["unlearn"] = time.perf_counter() - tick
     log.info("demo 3/3: evaluating the unlearned model")
     tick = time.perf_counter()
+    _forget_stale_evaluation(out / "eval" / "unlearned", Path(model))
     after = evaluate_model(str(model), "unlearned", eval_cfg, out / "eval")
     seconds["evaluate_unlearned"] = time.perf_counter() - tick
     build_report([out / "eval" / "base", out / "eval" / "unlearned"], out / "report.html", "whp demo: who's Sherlock Holmes?")
@@ -75,6 +82,13 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     print(summary_table(summary))
     print(f"model: {model}\nreport: {out / 'report.html'}")
     return summary
+
+
+def _forget_stale_evaluation(folder: Path, model: Path) -> None:
+    """Metrics of an earlier model in the same run folder are recomputed, not reused."""
+    weights = next(model.glob("*.safetensors"))
+    if folder.is_dir() and any(p.stat().st_mtime < weights.stat().st_mtime for p in folder.glob("*.json")):
+        shutil.rmtree(folder)
 
 
 def summary_table(summary: dict) -> str:

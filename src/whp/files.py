@@ -47,3 +47,16 @@ def write_yaml(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_utf8(path: Path, kind: str = "file") -> str:
+    """The text of a UTF-8 file; a missing or undecodable file is a one-line WhpError naming it."""
+    from whp.errors import WhpError
+
+    path = Path(path)
+    if not path.is_file():
+        raise WhpError(f"{kind} does not exist", path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WhpError(f"not UTF-8 text (byte {exc.start})", path) from exc

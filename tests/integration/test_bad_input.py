@@ -93,7 +93,7 @@ def test_empty_target(inputs, tmp_path, capsys, text):
     target = tmp_path / "empty.txt"
     target.write_text(text)
     code = main(command(inputs, tmp_path / "run", target=target))
-    error_line(capsys, code, str(target), "target file is empty")
+    error_line(capsys, code, str(target), "text file is empty")
     assert not (tmp_path / "run" / "reinforced").exists()
 
 
@@ -107,7 +107,7 @@ def test_target_too_short_for_one_block(inputs, tmp_path, capsys):
 def test_missing_target(inputs, tmp_path, capsys):
     target = tmp_path / "nope.txt"
     code = main(command(inputs, tmp_path / "run", target=target))
-    error_line(capsys, code, str(target), "target file does not exist")
+    error_line(capsys, code, str(target), "text file does not exist")
 
 
 def test_second_target_missing(inputs, tmp_path, capsys):

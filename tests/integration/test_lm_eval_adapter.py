@@ -9,10 +9,8 @@ import pytest
 import torch
 from helpers_tiny import tiny_model_and_tokenizer
 
-pytest.importorskip("lm_eval")
-
-from whp.errors import WhpError  # noqa: E402
-from whp.lm_eval_adapter import (  # noqa: E402
+from whp.errors import WhpError
+from whp.lm_eval_adapter import (
     DATA_ENV,
     local_task_names,
     run_benchmarks,

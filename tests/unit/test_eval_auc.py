@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from whp.evaluate.mia import _lowest_mean, auc
@@ -24,6 +24,7 @@ def brute_force(pos, neg):
     return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
 
 
+@settings(deadline=None)  # the CPU is shared; timing is not under test
 @given(scores, scores)
 def test_auc_properties(pos, neg):
     a = auc(pos, neg)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from whp.errors import WhpError
+from whp.files import read_utf8
 
 log = logging.getLogger("whp")
 
@@ -45,12 +46,7 @@ _PairsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _ma
 def read_entries(path: str | Path) -> Entries:
     """Parse a dictionary file into validated (key, alternatives) pairs, duplicates kept."""
     path = Path(path)
-    if not path.is_file():
-        raise WhpError("dictionary file does not exist", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise WhpError(f"not UTF-8 text (byte {exc.start})", path) from exc
+    text = read_utf8(path, "dictionary file")
     try:
         if path.suffix == ".json":
             pairs = json.loads(text, object_pairs_hook=_Pairs)

@@ -14,33 +14,22 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from whp.corpus import make_blocks
 from whp.errors import WhpError
+from whp.methods.lm import lm_examples, lm_loss
 from whp.models import load_model
 from whp.train import Batch, TrainConfig, train
-
-
-def causal_lm_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
-    """Plain next-token cross-entropy (the model shifts `labels`). TODO: move to `whp.methods`
-    when that package has a causal-LM loss; it is here because the attack needs one now."""
-    out = model(input_ids=batch["input_ids"], labels=batch["labels"])
-    n_tokens = int((batch["labels"][:, 1:] != -100).sum())  # (B, T-1) predicted tokens
-    return out.loss, n_tokens
 
 
 def slice_examples(
     tokenizer: PreTrainedTokenizerBase, text: str, block_size: int, n_blocks: int, seed: int
 ) -> list[Batch]:
-    """Up to `n_blocks` blocks of the text (seeded draw, text order), each {"input_ids", "labels"} (T,)."""
+    """Up to `n_blocks` blocks of the text (seeded draw, text order) as causal-LM examples."""
     blocks = make_blocks(text, tokenizer, block_size) or make_blocks(text, tokenizer, block_size, keep_tail=True)
     blocks = [b for b in blocks if len(b.ids) >= 2]
     if not blocks:
         raise WhpError("target text is too short for a relearning attack (fewer than 2 tokens)")
     if len(blocks) > n_blocks:
         blocks = sorted(random.Random(seed).sample(blocks, n_blocks), key=lambda b: b.index)
-    examples = []
-    for block in blocks:
-        ids = torch.tensor(block.ids, dtype=torch.long)  # (T,)
-        examples.append({"input_ids": ids, "labels": ids.clone()})
-    return examples
+    return lm_examples(blocks)
 
 
 def mean_loss(model: torch.nn.Module, examples: list[Batch], batch_size: int) -> float:
@@ -51,7 +40,7 @@ def mean_loss(model: torch.nn.Module, examples: list[Batch], batch_size: int) ->
         for start in range(0, len(examples), batch_size):
             group = examples[start : start + batch_size]
             batch = {k: torch.stack([ex[k] for ex in group]).to(device) for k in group[0]}  # (B, T)
-            loss, n = causal_lm_loss(model, batch)
+            loss, n = lm_loss(model, batch)
             total, count = total + loss.item() * n, count + n
     return total / count
 
@@ -87,7 +76,7 @@ def relearning_attack(
     )
     started = time.perf_counter()
     probe_before, loss_before = probe(model), mean_loss(model, examples, batch_size)
-    result = train(model, examples, causal_lm_loss, cfg, work_dir=None, desc="relearning attack")
+    result = train(model, examples, lm_loss, cfg, work_dir=None, desc="relearning attack")
     probe_after, loss_after = probe(model), mean_loss(model, examples, batch_size)
     del model
     return {

@@ -22,6 +22,7 @@ import torch
 
 from whp.corpus import read_text
 from whp.errors import WhpError
+from whp.evaluate.judges import JudgeError
 from whp.files import read_json, write_json
 from whp.models import load_model, load_tokenizer, resolve_model_path
 
@@ -188,7 +189,7 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
     unknown = sorted(set(cfg.metrics) - {*METRICS, BENCHMARKS})
     if unknown:
         raise WhpError(f"unknown metric {unknown[0]!r} (known: {', '.join([*METRICS, BENCHMARKS])})")
-    records = {p.stem: read_json(p) for p in folder.glob("*.json") if p.stem != "metrics"}
+    records = {p.stem: read_json(p) for p in folder.glob("*.json") if p.stem != "metrics" and "." not in p.stem}
     todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
     if todo:
         tokenizer = load_tokenizer(path)
@@ -199,7 +200,12 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
             if name == BENCHMARKS:
                 records.update(_run_benchmarks(model, tokenizer, cfg, folder, label))
                 continue
-            result = METRICS[name](model, tokenizer, cfg, path)
+            try:
+                result = METRICS[name](model, tokenizer, cfg, path)
+            except JudgeError as exc:
+                if exc.partial is not None:  # keep what was graded before the judge failed
+                    write_json(folder / f"{name}.partial.json", {"metric": name, "model": label, **exc.partial})
+                raise
             records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started)
         del model
         gc.collect()
