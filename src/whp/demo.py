@@ -41,7 +41,7 @@ def demo_run_config(overrides: list[str] = ()):
 
 def demo_eval_config(split: str = "heldout") -> EvalConfig:
     return EvalConfig(metrics=DEMO_METRICS, probability_prompts=[demo_file(f"probability_{split}.jsonl")],
-                      completion_prompts=[demo_file(f"completion_{split}.jsonl")])
+                      completion_prompts=[demo_file(f"completion_{split}.jsonl")], dtype="bfloat16")
 
 
 def change(before: float, after: float) -> float:

@@ -231,6 +231,8 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forwa
     """The reinforced and baseline forward passes; one set of base weights when R is an adapter."""
     dtype = torch.bfloat16 if cfg.labels.dtype == "bfloat16" else torch.float32
     device = default_device()
+    if path is not None and not path.is_dir():
+        raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", path)
     if path is not None and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()):
         # before loading any weights: a mismatch is found in seconds, not after minutes of loading
         check_same_vocabulary(tokenizer, load_tokenizer(path, cfg.trust_remote_code), cfg.model, str(path))
@@ -241,8 +243,6 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forwa
 
     if path is None:
         return None, functools.partial(forward, base)
-    if not path.is_dir():
-        raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", path)
     if peft_adapter.is_adapter_folder(path):
         shared = peft_adapter.load_adapter(base, path).eval()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from whp.errors import WhpError
+from whp.files import read_utf8
 
 
 @dataclass
@@ -39,12 +40,7 @@ class QAItem:
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
-    if not path.is_file():
-        raise WhpError("prompt file does not exist", path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise WhpError(f"not UTF-8 text (byte {exc.start})", path) from exc
+    lines = read_utf8(path, "prompt file").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -63,6 +63,11 @@ class EvalConfig:
     relearn_steps: int = field(default=10, metadata={"help": "fine-tuning steps of the relearning attack"})
     relearn_lr: float = field(default=1e-5, metadata={"help": "learning rate of the relearning attack"})
     seed: int = field(default=0, metadata={"help": "seed for sampling passages"})
+    dtype: str = field(default="float32", metadata={"help": "weights' dtype while measuring: float32 or bfloat16 (faster on CPU; compare models in the same dtype)"})
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
 
 
 def _judge(cfg: EvalConfig):
@@ -193,7 +198,7 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
     todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
     if todo:
         tokenizer = load_tokenizer(path)
-        model = load_model(path)
+        model = load_model(path, getattr(torch, cfg.dtype))
         for name in todo:
             log.info("%s: %s", label, name)
             started = time.perf_counter()
