@@ -59,22 +59,22 @@ def generic_logits(v_reinforced: torch.Tensor, v_baseline: torch.Tensor, alpha: 
     return v_baseline - alpha * torch.relu(v_reinforced - v_baseline)
 
 
-def lower_forbidden(v_baseline: torch.Tensor, target_positions: torch.Tensor, forbidden: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """Fix 2: at positions from `start` on, lower `token`'s logit to the position's mean logit.
+def lower_forbidden_(v_baseline: torch.Tensor, target_positions: torch.Tensor, forbidden: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Fix 2, in place: at positions from `start` on, lower `token`'s logit to the position's mean logit.
 
     v_baseline: (K, V) logits at translated positions `target_positions` (K,).
     """
     if not forbidden:
         return v_baseline
-    mean = v_baseline.mean(dim=-1)  # (K,)
     starts = torch.tensor([start for start, _ in forbidden], device=v_baseline.device)  # (F,)
     tokens = torch.tensor([token for _, token in forbidden], device=v_baseline.device)  # (F,)
     applies = target_positions[:, None] >= starts[None, :]  # (K, F)
     rows, cols = applies.nonzero(as_tuple=True)
-    lowered = v_baseline.clone()
-    current = lowered[rows, tokens[cols]]
-    lowered[rows, tokens[cols]] = torch.minimum(current, mean[rows])
-    return lowered
+    if len(rows):
+        mean = v_baseline.mean(dim=-1)  # (K,)
+        current = v_baseline[rows, tokens[cols]]
+        v_baseline[rows, tokens[cols]] = torch.minimum(current, mean[rows])
+    return v_baseline
 
 
 @dataclass
@@ -84,22 +84,30 @@ class BlockLabels:
     top_indices: torch.Tensor | None  # (T, k) int64
 
 
+ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache, no (T, V) temporaries
+
+
 def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int) -> BlockLabels:
-    """Labels of one block from its logits: v_reinforced (T, V) on the original, v_baseline (T', V) on the translation."""
-    length = len(aligned.original_ids)
-    device = v_baseline.device
+    """Labels of one block from its logits: v_reinforced (T, V) on the original, v_baseline (T', V)
+    on the translation. Computes `generic_logits` with fix 2, in place, a few positions at a time."""
+    device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
-    v_b = lower_forbidden(v_baseline[target].float(), target, aligned.forbidden)  # (K, V)
-    v_gen = v_b if v_reinforced is None or alpha == 0 else generic_logits(v_reinforced[source].float(), v_b, alpha)
     labels = torch.full((length,), IGNORE, dtype=torch.long, device=device)
-    labels[source + 1] = v_gen.argmax(dim=-1)
+    values = torch.zeros((length, top_k), dtype=torch.float32, device=device) if top_k else None
+    indices = torch.zeros((length, top_k), dtype=torch.long, device=device) if top_k else None
+    for first in range(0, len(source), ROWS_PER_CHUNK):
+        rows_s, rows_t = source[first : first + ROWS_PER_CHUNK], target[first : first + ROWS_PER_CHUNK]
+        v_gen = lower_forbidden_(v_baseline[rows_t].float(), rows_t, aligned.forbidden)  # (c, V), a fresh copy
+        if v_reinforced is not None and alpha > 0:
+            raised = v_reinforced[rows_s].float().sub_(v_gen).clamp_(min=0)  # ReLU(v_R − v_B), (c, V)
+            v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B)
+        labels[rows_s + 1] = v_gen.argmax(dim=-1)
+        if top_k:
+            top = v_gen.topk(top_k, dim=-1)
+            values[rows_s], indices[rows_s] = top.values, top.indices
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
-    values = torch.zeros((length, top_k), dtype=torch.float32, device=device)
-    indices = torch.zeros((length, top_k), dtype=torch.long, device=device)
-    top = v_gen.topk(top_k, dim=-1)
-    values[source], indices[source] = top.values, top.indices
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
 
 

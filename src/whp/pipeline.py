@@ -244,7 +244,7 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forwa
     if path is None:
         return None, functools.partial(forward, base)
     if peft_adapter.is_adapter_folder(path):
-        shared = peft_adapter.load_adapter(base, path).eval()
+        shared = peft_adapter.load_adapter(base, path).to(dtype).eval()  # adapter in the base's dtype: no casts
 
         def baseline(ids, mask):
             with peft_adapter.adapter_disabled(shared):

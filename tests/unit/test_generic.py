@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers_tiny import tiny_model
-from whp.generic import IGNORE, block_labels, generic_logits, lower_forbidden
+from whp.generic import IGNORE, block_labels, generic_logits, lower_forbidden_
 from whp.methods.whp import hard_label_loss, soft_label_loss, soft_targets_cross_entropy, whp_loss
 from whp.translate import AlignedBlock
 
@@ -33,7 +33,7 @@ def test_generic_never_above_baseline(alpha, seed):
 def test_lower_forbidden_only_from_its_start_and_only_downwards():
     v = torch.tensor([[0.0, 10.0, 2.0], [0.0, 10.0, 2.0], [0.0, -10.0, 2.0]])  # 3 positions, V=3
     positions = torch.tensor([4, 5, 6])
-    lowered = lower_forbidden(v, positions, [(5, 1)])
+    lowered = lower_forbidden_(v.clone(), positions, [(5, 1)])
     assert lowered[0, 1] == 10.0, "before the translation occurred: untouched"
     assert torch.isclose(lowered[1, 1], v[1].mean()), "after: lowered to the position's mean"
     assert lowered[2, 1] == -10.0, "never raised"
@@ -121,3 +121,22 @@ def test_retain_examples_add_their_own_weighted_mean():
         mixed, n = whp_loss(model, {**batch, "is_retain": torch.tensor([False, True])}, "hard", retain_weight=0.5)
     assert n == 3
     assert torch.isclose(mixed, l_target + 0.5 * l_retain, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.0, 1.0, 5.0]), n_forbidden=st.integers(0, 3))
+def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden):
+    """block_labels (chunked, in place) = argmax of generic_logits after lower_forbidden_, row by row."""
+    gen = torch.Generator().manual_seed(seed)
+    length, translated_length, vocab = 80, 90, 23
+    v_r, v_b = torch.randn(length, vocab, generator=gen), torch.randn(translated_length, vocab, generator=gen)
+    source = sorted(torch.randperm(length - 1, generator=gen)[:60].tolist())
+    target = sorted(torch.randperm(translated_length, generator=gen)[:60].tolist())
+    forbidden = [(int(torch.randint(0, 90, (1,), generator=gen)), int(torch.randint(0, vocab, (1,), generator=gen)))
+                 for _ in range(n_forbidden)]
+    aligned = AlignedBlock(list(range(length)), list(range(translated_length)), source, target, forbidden, [])
+    result = block_labels(aligned, v_r, v_b, alpha, top_k=4)
+    t = torch.tensor(target)
+    expected = generic_logits(v_r[source], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha)
+    assert torch.equal(result.labels[torch.tensor(source) + 1], expected.argmax(-1))
+    assert torch.allclose(result.top_values[source], expected.topk(4).values)
