@@ -8,7 +8,6 @@ before / after table and writes DIR/model/, DIR/summary.json and DIR/report.html
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -69,7 +68,6 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     seconds["unlearn"] = time.perf_counter() - tick
     log.info("demo 3/3: evaluating the unlearned model")
     tick = time.perf_counter()
-    _forget_stale_evaluation(out / "eval" / "unlearned", Path(model))
     after = evaluate_model(str(model), "unlearned", eval_cfg, out / "eval")
     seconds["evaluate_unlearned"] = time.perf_counter() - tick
     build_report([out / "eval" / "base", out / "eval" / "unlearned"], out / "report.html", "whp demo: who's Sherlock Holmes?")
@@ -82,13 +80,6 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     print(summary_table(summary))
     print(f"model: {model}\nreport: {out / 'report.html'}")
     return summary
-
-
-def _forget_stale_evaluation(folder: Path, model: Path) -> None:
-    """Metrics of an earlier model in the same run folder are recomputed, not reused."""
-    weights = next(model.glob("*.safetensors"))
-    if folder.is_dir() and any(p.stat().st_mtime < weights.stat().st_mtime for p in folder.glob("*.json")):
-        shutil.rmtree(folder)
 
 
 def summary_table(summary: dict) -> str:

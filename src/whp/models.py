@@ -8,6 +8,7 @@ Hugging Face folder in the user cache (`demo_model_path`).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -122,6 +123,22 @@ def add_lora(model: PreTrainedModel, lora: LoraConfig):
     from whp import peft_adapter
 
     return peft_adapter.add_adapter(model, lora)
+
+
+def model_identity(path: str | Path) -> dict:
+    """What identifies a model for the fingerprint: its weight files' contents (a hash), or for
+    files over 2 GB their path, size and modification time."""
+    folder = Path(resolve_model_path(path))
+    if not folder.is_dir():
+        return {"id": str(path)}
+    identity = {}
+    for weights in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")):
+        stat = weights.stat()
+        if stat.st_size <= 2**31:
+            identity[weights.name] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        else:
+            identity[weights.name] = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return identity
 
 
 # ---- the demo model -------------------------------------------------------------------------

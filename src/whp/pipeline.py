@@ -44,6 +44,7 @@ from whp.models import (
     default_device,
     load_model,
     load_tokenizer,
+    model_identity,
     model_vocab_size,
     resolve_model_path,
     save_model,
@@ -192,22 +193,6 @@ def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
 # ---- stage 2: generic labels -----------------------------------------------------------------
 
 
-def _folder_identity(path: str | Path) -> dict:
-    """What identifies a model for the fingerprint: its weight files' contents (a hash), or for
-    files over 2 GB their path, size and modification time."""
-    folder = Path(resolve_model_path(path))
-    if not folder.is_dir():
-        return {"id": str(path)}
-    identity = {}
-    for weights in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")):
-        stat = weights.stat()
-        if stat.st_size <= 2**31:
-            identity[weights.name] = hashlib.sha256(weights.read_bytes()).hexdigest()
-        else:
-            identity[weights.name] = f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    return identity
-
-
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -260,8 +245,8 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forwa
 def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) -> Path:
     uses_reinforced = cfg.labels.alpha > 0
     parts = {
-        "model": _folder_identity(cfg.model),
-        "reinforced": _folder_identity(reinforced_path(cfg, out)) if uses_reinforced else None,
+        "model": model_identity(cfg.model),
+        "reinforced": model_identity(reinforced_path(cfg, out)) if uses_reinforced else None,
         "corpus": _sha256(text),
         "retain": _sha256(read_text(cfg.retain)) if cfg.retain else None,
         "dictionary": _sha256(json.dumps(dictionary, sort_keys=True)),

@@ -66,3 +66,20 @@ def test_bad_prompt_file_is_one_line_error(setup, tmp_path, capsys):
     assert main(["eval", "--model", str(setup / "base"), "--out", str(tmp_path / "o"), "--prompts", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("whp: error:") and "bad.jsonl" in err[0]
+
+
+def test_changed_prompt_file_or_model_recomputes(setup, tmp_path):
+    out = tmp_path / "out"
+    prompts = tmp_path / "prob.jsonl"
+    prompts.write_text((setup / "prob.jsonl").read_text())
+    args = ["-q", "eval", "--model", str(setup / "base"), "--out", str(out), "--prompts", str(prompts),
+            "--metrics", "familiarity_probability"]
+    assert main(args) == 0
+    record = out / "base" / "familiarity_probability.json"
+    first = json.loads(record.read_text())
+    assert main(args) == 0
+    assert json.loads(record.read_text())["seconds"] == first["seconds"], "same inputs: reused"
+    prompts.write_text('{"prompt": "Professor", "continuations": ["Moriarty"]}\n')
+    assert main(args) == 0
+    again = json.loads(record.read_text())
+    assert again["inputs"] != first["inputs"] and len(again["prompts"]) == 1, "a changed prompt file is measured anew"

@@ -10,7 +10,9 @@ A model folder made by `whp unlearn` also gets the numbers in its model card (RE
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +26,8 @@ from whp.corpus import read_text
 from whp.errors import WhpError
 from whp.evaluate.judges import JudgeError
 from whp.files import read_json, write_json
-from whp.models import load_model, load_tokenizer, resolve_model_path
+from whp.generic import fingerprint
+from whp.models import load_model, load_tokenizer, model_identity, resolve_model_path
 
 log = logging.getLogger("whp")
 
@@ -168,8 +171,8 @@ def model_label(path: str, taken: set[str]) -> str:
     return unique
 
 
-def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: float) -> dict:
-    record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2)}
+def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: float, inputs: str) -> dict:
+    record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2), "inputs": inputs}
     write_json(folder / f"{name}.json", record)
     return record
 
@@ -187,14 +190,26 @@ def _summary_values(records: dict[str, dict]) -> dict[str, float]:
     return values
 
 
+def inputs_fingerprint(path: str, cfg: EvalConfig) -> str:
+    """A hash of what every metric depends on: the model's weights, the settings, the files' contents."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("metrics", "batch_size", "benchmarks")}
+    files = [f for value in settings.values() for f in (value if isinstance(value, list) else [value])
+             if isinstance(f, str) and Path(f).is_file()]
+    contents = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
+    return fingerprint({"model": model_identity(path), "settings": settings, "files": contents})
+
+
 def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[str, float]:
-    """Run every requested metric missing from `out/label/`; returns {metric: value}."""
+    """Run every requested metric missing from `out/label/` (or computed from other inputs: another
+    model, other settings or files); returns {metric: value}."""
     folder = out / label
     folder.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(cfg.metrics) - {*METRICS, BENCHMARKS})
     if unknown:
         raise WhpError(f"unknown metric {unknown[0]!r} (known: {', '.join([*METRICS, BENCHMARKS])})")
+    inputs = inputs_fingerprint(path, cfg)
     records = {p.stem: read_json(p) for p in folder.glob("*.json") if p.stem != "metrics" and "." not in p.stem}
+    records = {name: r for name, r in records.items() if r.get("inputs") == inputs}
     todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
     if todo:
         tokenizer = load_tokenizer(path)
@@ -203,7 +218,7 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
             log.info("%s: %s", label, name)
             started = time.perf_counter()
             if name == BENCHMARKS:
-                records.update(_run_benchmarks(model, tokenizer, cfg, folder, label))
+                records.update(_run_benchmarks(model, tokenizer, cfg, folder, label, inputs))
                 continue
             try:
                 result = METRICS[name](model, tokenizer, cfg, path)
@@ -211,19 +226,23 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
                 if exc.partial is not None:  # keep what was graded before the judge failed
                     write_json(folder / f"{name}.partial.json", {"metric": name, "model": label, **exc.partial})
                 raise
-            records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started)
+            records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started, inputs)
         del model
         gc.collect()
-    values = _summary_values(records)
+    values = _summary_values({name: r for name, r in records.items() if _requested(name, cfg)})
     write_json(folder / "metrics.json", {label: values})
     return values
+
+
+def _requested(name: str, cfg: EvalConfig) -> bool:
+    return name in cfg.metrics or (BENCHMARKS in cfg.metrics and name.removeprefix("benchmark_") in cfg.benchmarks)
 
 
 def _benchmarks_done(records: dict, cfg: EvalConfig) -> bool:
     return all(f"benchmark_{task}" in records for task in cfg.benchmarks)
 
 
-def _run_benchmarks(model, tokenizer, cfg: EvalConfig, folder: Path, label: str) -> dict[str, dict]:
+def _run_benchmarks(model, tokenizer, cfg: EvalConfig, folder: Path, label: str, inputs: str) -> dict[str, dict]:
     from whp.lm_eval_adapter import run_benchmarks
 
     if not cfg.benchmarks:
@@ -232,7 +251,7 @@ def _run_benchmarks(model, tokenizer, cfg: EvalConfig, folder: Path, label: str)
     scores = run_benchmarks(model, tokenizer, cfg.benchmarks, cfg.benchmark_data, limit=cfg.benchmark_limit)
     seconds = (time.perf_counter() - started) / len(scores)
     return {
-        f"benchmark_{task}": _save_metric(folder, label, f"benchmark_{task}", {"value": s["acc"], **s}, seconds)
+        f"benchmark_{task}": _save_metric(folder, label, f"benchmark_{task}", {"value": s["acc"], **s}, seconds, inputs)
         for task, s in scores.items()
     }
 
