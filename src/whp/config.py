@@ -36,7 +36,6 @@ class FinetuneConfig:
     """Stage 3: fine-tune the baseline on the generic labels."""
 
     loss: str = field(default="hard", metadata={"help": "hard (argmax labels, the paper's) or soft (needs labels.top_k > 0)"})
-    temperature: float = field(default=1.0, metadata={"help": "softmax temperature of soft targets"})
     retain_weight: float = field(default=1.0, metadata={"help": "weight of the loss on retain text (toward the baseline's own predictions)"})
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(lr=1e-6, beta2=0.98, batch_size=8, grad_accum=16, max_steps=150, lora=False),
@@ -46,8 +45,6 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("hard", "soft"):
             raise ValueError(f"loss must be hard or soft, got {self.loss!r}")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be positive")
         if self.retain_weight < 0:
             raise ValueError("retain_weight must be >= 0")
 

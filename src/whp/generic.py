@@ -5,8 +5,9 @@
 v_R: the reinforced model's logits on the original block; v_B: the baseline's logits on the
 translated block, gathered at the aligned positions, with fix 2 applied. Labels follow the
 Hugging Face convention (the model shifts them): the label computed at position t is stored
-at t+1; ignored positions hold -100. Optional soft targets keep the top-k generic logits at
-position t itself (they are a next-token distribution, like the model's own logits).
+at t+1; ignored positions hold -100. Optional soft targets keep the top-k generic log-probabilities at
+position t itself (a next-token distribution, like the model's own logits); they are not
+renormalised over the k tokens, so the tail's mass stays the tail's.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class LabelsConfig:
 
     alpha: float = field(default=5.0, metadata={"help": "weight of ReLU(v_R - v_B); 0 = anchors only (no reinforced pass)"})
     use_dictionary: bool = field(default=True, metadata={"help": "translate anchors; false = reinforcement only"})
-    top_k: int = field(default=0, metadata={"help": "also store the top-k generic logits per position (soft labels); 0 = hard labels only"})
+    top_k: int = field(default=0, metadata={"help": "also store the top-k generic log-probabilities per position (soft labels); 0 = hard labels only"})
     batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
     shard_blocks: int = field(default=16, metadata={"help": "blocks per label shard on disk (the unit of resume)"})
     seed: int = field(default=0, metadata={"help": "seed for drawing one dictionary alternative per key per block"})
@@ -80,7 +81,7 @@ def lower_forbidden_(v_baseline: torch.Tensor, target_positions: torch.Tensor, f
 @dataclass
 class BlockLabels:
     labels: torch.Tensor  # (T,) int64, IGNORE where no label; label of position t at t+1
-    top_values: torch.Tensor | None  # (T, k) float32 generic logits at position t
+    top_values: torch.Tensor | None  # (T, k) float32 generic log-probabilities (over the whole vocabulary) at t
     top_indices: torch.Tensor | None  # (T, k) int64
 
 
@@ -105,7 +106,8 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
         labels[rows_s + 1] = v_gen.argmax(dim=-1)
         if top_k:
             top = v_gen.topk(top_k, dim=-1)
-            values[rows_s], indices[rows_s] = top.values, top.indices
+            values[rows_s] = top.values - v_gen.logsumexp(dim=-1, keepdim=True)  # log-probabilities, full vocabulary
+            indices[rows_s] = top.indices
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())

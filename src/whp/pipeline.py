@@ -254,6 +254,7 @@ def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) 
         "keep_tail": cfg.corpus.keep_tail,
         "labels": {k: v for k, v in to_dict(cfg)["labels"].items() if k not in ("batch_size", "shard_blocks")},
         "shard_blocks": cfg.labels.shard_blocks,
+        "format": 2,  # soft targets stored as full-vocabulary log-probabilities
     }
     return out / "labels" / fingerprint(parts)
 
@@ -324,8 +325,7 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     if train_cfg.lora:
         torch.manual_seed(train_cfg.seed)
         model = add_lora(model, train_cfg.lora_config)
-    loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, temperature=cfg.finetune.temperature,
-                                retain_weight=cfg.finetune.retain_weight)
+    loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, retain_weight=cfg.finetune.retain_weight)
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
     model = peft_adapter.merged(model)
     _record_stage(out, record, cfg, "finetune", time.perf_counter() - started,

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, save_tiny_model, tiny_model
 from whp.cli import main
@@ -26,15 +24,6 @@ SMALL = [
     "--set", "labels.dtype=float32",
 ]
 ANCHORS = "Holmes: [Turner, Grant]\nBaker Street: Elm Road\nWatson: Smith\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy shared machine threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

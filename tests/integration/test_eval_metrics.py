@@ -6,7 +6,7 @@ from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, tiny_model
 
 from whp.errors import WhpError
 from whp.evaluate.memorisation import qa_knowledge, verbatim_memorisation
-from whp.evaluate.mia import membership_auc, min_k_plus_plus_scores, min_k_scores
+from whp.evaluate.mia import membership_auc, min_k_scores
 from whp.evaluate.perplexity import perplexity
 from whp.evaluate.prompts import QAItem
 
@@ -63,7 +63,7 @@ def manual_scores(model, tok, text, k):
 def test_min_k_scores_match_manual_and_batching(model, tok):
     texts = TEXTS[:4]
     mk = min_k_scores(model, tok, texts, k=0.2, batch_size=3)
-    pp = min_k_plus_plus_scores(model, tok, texts, k=0.2, batch_size=3)
+    pp = min_k_scores(model, tok, texts, k=0.2, batch_size=3, plus_plus=True)
     for text, a, b in zip(texts, mk, pp):
         ma, mb = manual_scores(model, tok, text, 0.2)
         assert a == pytest.approx(ma, rel=1e-4) and b == pytest.approx(mb, rel=1e-3, abs=1e-4)

@@ -123,7 +123,7 @@ BAD_VALUES = {
     "finetune.train.schedule=exponential": "schedule must be",
     "finetune.train.batch_size=0": "batch_size and grad_accum",
     "finetune.loss=medium": "loss must be hard or soft",
-    "finetune.temperature=0": "temperature must be positive",
+    "finetune.retain_weight=-1": "retain_weight must be >= 0",
     "labels.alpha=-1": "alpha must be >= 0",
     "labels.dtype=float16": "dtype must be bfloat16 or float32",
     "labels.top_k=-1": "top_k",

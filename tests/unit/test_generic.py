@@ -62,6 +62,8 @@ def test_top_k_soft_targets_sit_at_the_predicting_position():
     result = block_labels(_aligned([0, 4], [0, 4]), None, v_b, alpha=0.0, top_k=3)
     assert torch.equal(result.top_indices[4], v_b[4].topk(3).indices)
     assert result.labels[5] == v_b[4].argmax()
+    assert torch.allclose(result.top_values[4].exp(), torch.softmax(v_b[4], -1).topk(3).values), "full-vocabulary probabilities"
+    assert result.top_values[4].exp().sum() < 1, "not renormalised over the k tokens"
     assert torch.all(result.top_values[1] == 0)
 
 
@@ -86,8 +88,8 @@ def test_soft_loss_equals_hard_loss_for_one_hot_targets():
     ids = torch.randint(0, 50, (1, 8))
     labels = torch.full((1, 8), IGNORE)
     labels[0, 4] = 11
-    top_values = torch.zeros(1, 8, 2)
-    top_values[0, 3] = torch.tensor([1e4, 0.0])
+    top_values = torch.full((1, 8, 2), -1e4)  # log-probabilities: one-hot on token 11 at position 3
+    top_values[0, 3] = torch.tensor([0.0, -1e4])
     top_indices = torch.zeros(1, 8, 2, dtype=torch.long)
     top_indices[0, 3] = torch.tensor([11, 12])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels,
@@ -100,10 +102,10 @@ def test_soft_loss_equals_hard_loss_for_one_hot_targets():
 
 def test_soft_cross_entropy_by_hand():
     logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25]]]))  # (1, 1, 3)
-    values = torch.log(torch.tensor([[[0.5, 0.5]]]))  # p = (0.5, 0.5) over tokens 0 and 1
+    values = torch.log(torch.tensor([[[0.5, 0.3]]]))  # p = (0.5, 0.3) over tokens 0 and 1; 0.2 in the tail
     indices = torch.tensor([[[0, 1]]])
     loss = soft_targets_cross_entropy(logits, values, indices)[0, 0]
-    expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.5 * torch.log(torch.tensor(0.25)))
+    expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.3 * torch.log(torch.tensor(0.25)))
     assert torch.isclose(loss, expected)
 
 
@@ -139,4 +141,5 @@ def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden):
     t = torch.tensor(target)
     expected = generic_logits(v_r[source], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha)
     assert torch.equal(result.labels[torch.tensor(source) + 1], expected.argmax(-1))
-    assert torch.allclose(result.top_values[source], expected.topk(4).values)
+    expected_logprobs = expected.topk(4).values - expected.logsumexp(-1, keepdim=True)
+    assert torch.allclose(result.top_values[source], expected_logprobs, atol=1e-5)

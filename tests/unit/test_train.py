@@ -17,14 +17,6 @@ from whp.models import LoraConfig, add_lora
 from whp.train import TrainConfig, lr_factor, micro_batch_indices, train
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy shared machine threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # ---- learning-rate schedule ----------------------------------------------------------------------
 
 

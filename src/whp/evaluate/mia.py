@@ -59,21 +59,12 @@ def min_k_scores(
     k: float = 0.2,
     batch_size: int = 4,
     max_tokens: int = 512,
+    plus_plus: bool = False,
 ) -> list[float]:
-    """Min-K% score per text (mean of its lowest k% token log-probs, ≤ 0); higher = more member-like."""
-    return [_lowest_mean(lp, k) for lp, _ in _token_scores(model, tokenizer, texts, batch_size, max_tokens)]
-
-
-def min_k_plus_plus_scores(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    k: float = 0.2,
-    batch_size: int = 4,
-    max_tokens: int = 512,
-) -> list[float]:
-    """Min-K%++ score per text (mean of its lowest k% calibrated token scores); higher = more member-like."""
-    return [_lowest_mean(z, k) for _, z in _token_scores(model, tokenizer, texts, batch_size, max_tokens)]
+    """Min-K% score per text (mean of its lowest k% token log-probs, ≤ 0), or with `plus_plus`
+    Min-K%++ (mean of its lowest k% calibrated token scores); higher = more member-like."""
+    scores = _token_scores(model, tokenizer, texts, batch_size, max_tokens)
+    return [_lowest_mean(z if plus_plus else lp, k) for lp, z in scores]
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float:

@@ -1,8 +1,10 @@
 """WHP fine-tuning objectives on generic labels (DESIGN §2.5).
 
 - hard (the paper's): cross-entropy to the argmax generic label stored at t+1;
-- soft: cross-entropy to the softmax of the stored top-k generic logits at t (the KL to that
-  distribution up to a constant), which keeps more calibration on small models.
+- soft: cross-entropy to the generic distribution restricted to its stored top k tokens at t,
+  −Σ_k p_k log q_k with p_k the full-vocabulary probability (not renormalised, so the model is
+  not pushed to be more peaked than the generic prediction); it keeps more calibration on
+  small models.
 Retain examples (`is_retain`), whose targets are the baseline's own predictions on general
 text, add `retain_weight` × their mean loss: the model is held to what it was elsewhere.
 """
@@ -14,14 +16,13 @@ import torch
 from whp.generic import IGNORE
 
 
-def soft_targets_cross_entropy(logits: torch.Tensor, top_values: torch.Tensor, top_indices: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Per position −Σ_k p_k log q(token_k): logits (B, T, V); top_values/indices (B, T, k) → (B, T)."""
+def soft_targets_cross_entropy(logits: torch.Tensor, top_logprobs: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
+    """Per position −Σ_k p_k log q(token_k): logits (B, T, V); top_logprobs/indices (B, T, k) → (B, T)."""
     log_q = torch.log_softmax(logits.float(), dim=-1).gather(-1, top_indices)  # (B, T, k)
-    p = torch.softmax(top_values.float() / temperature, dim=-1)  # (B, T, k)
-    return -(p * log_q).sum(-1)
+    return -(top_logprobs.float().exp() * log_q).sum(-1)
 
 
-def position_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: str, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def position_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of each position t that predicts t+1, and which positions carry a target: (B, T-1) each."""
     targets = batch["labels"][:, 1:]  # (B, T-1): the label of position t sits at t+1
     valid = targets != IGNORE
@@ -31,7 +32,7 @@ def position_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: 
         )
         return flat.view_as(targets), valid
     per_position = soft_targets_cross_entropy(
-        logits[:, :-1], batch["top_values"][:, :-1], batch["top_indices"][:, :-1], temperature
+        logits[:, :-1], batch["top_values"][:, :-1], batch["top_indices"][:, :-1]
     )
     return per_position, valid
 
@@ -40,11 +41,11 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum() if mask.any() else values.sum() * 0.0
 
 
-def whp_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], loss: str = "hard", temperature: float = 1.0,
+def whp_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], loss: str = "hard",
              retain_weight: float = 1.0) -> tuple[torch.Tensor, int]:
     """Mean loss over the target's labelled positions + retain_weight × that over retain positions."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    losses, valid = position_losses(logits, batch, loss, temperature)
+    losses, valid = position_losses(logits, batch, loss)
     retain = batch.get("is_retain", torch.zeros(len(losses), dtype=torch.bool, device=losses.device))  # (B,)
     target_valid, retain_valid = valid & ~retain[:, None], valid & retain[:, None]
     total = _masked_mean(losses, target_valid) + retain_weight * _masked_mean(losses, retain_valid)
@@ -55,5 +56,5 @@ def hard_label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     return whp_loss(model, batch, "hard")
 
 
-def soft_label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float = 1.0) -> tuple[torch.Tensor, int]:
-    return whp_loss(model, batch, "soft", temperature)
+def soft_label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    return whp_loss(model, batch, "soft")
