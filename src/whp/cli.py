@@ -41,6 +41,13 @@ def make_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in _STAGE_COMMANDS.items():
         _add_run_arguments(commands.add_parser(name, help=help_text, description=help_text))
     _add_eval_arguments(commands.add_parser("eval", help="measure familiarity, general ability, memorisation, relearning"))
+    prompts = commands.add_parser("prompts", help="draft completion prompts from a target text and an anchored dictionary (offline)")
+    prompts.add_argument("--target", nargs="+", required=True, help="target text file(s)")
+    prompts.add_argument("--anchors", required=True, help="anchored dictionary: prompts are cut just before its terms")
+    prompts.add_argument("--n", type=int, default=100, help="how many prompts (default 100)")
+    prompts.add_argument("--context-words", type=int, default=30, help="words of context before the term")
+    prompts.add_argument("--seed", type=int, default=0)
+    prompts.add_argument("--out", required=True, type=Path, help="JSON Lines file of {prompt, references}")
     demo = commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -107,6 +114,18 @@ def _run_stages(args: argparse.Namespace) -> None:
     print(f"done: {result}")
 
 
+def _prompts(args: argparse.Namespace) -> None:
+    from whp.anchors.dictionary import load_dictionary
+    from whp.corpus import read_text
+    from whp.evaluate.promptgen import generate_prompts
+    from whp.evaluate.prompts import write_completion_prompts
+
+    drafted = generate_prompts(read_text(args.target), list(load_dictionary(args.anchors)), args.n,
+                               context_words=args.context_words, seed=args.seed)
+    write_completion_prompts(args.out, drafted)
+    print(f"{len(drafted)} prompts: {args.out}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from whp.demo import run_demo
 
@@ -121,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
-        {"demo": _demo, "eval": _eval}.get(args.command, _run_stages)(args)
+        {"demo": _demo, "eval": _eval, "prompts": _prompts}.get(args.command, _run_stages)(args)
     except WhpError as exc:
         print(f"whp: error: {exc}", file=sys.stderr)
         return 2

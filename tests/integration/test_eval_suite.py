@@ -83,3 +83,16 @@ def test_changed_prompt_file_or_model_recomputes(setup, tmp_path):
     assert main(args) == 0
     again = json.loads(record.read_text())
     assert again["inputs"] != first["inputs"] and len(again["prompts"]) == 1, "a changed prompt file is measured anew"
+
+
+def test_prompts_command_drafts_loadable_prompts(tmp_path, capsys):
+    from whp.evaluate.prompts import load_completion_prompts
+
+    (tmp_path / "target.txt").write_text(TRAINING_TEXT * 3)
+    (tmp_path / "anchors.yaml").write_text("Holmes: [Turner]\nMoriarty: [Blackwood]\nWatson: [Miller]\n")
+    out = tmp_path / "drafted.jsonl"
+    assert main(["prompts", "--target", str(tmp_path / "target.txt"), "--anchors", str(tmp_path / "anchors.yaml"),
+                 "--n", "5", "--context-words", "8", "--out", str(out)]) == 0
+    drafted = load_completion_prompts(out)
+    assert 0 < len(drafted) <= 5
+    assert all(ref in ("Holmes", "Moriarty", "Watson") and ref not in p.prompt for p in drafted for ref in p.references)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from whp.errors import WhpError
-from whp.files import read_utf8
+from whp.files import atomic_write_bytes, read_utf8
 
 
 @dataclass
@@ -125,3 +125,9 @@ def prompt_file_kind(path: str | Path) -> str:
             return "completion"
         raise WhpError(f"line {number}: a prompt needs 'continuations' (probability) or 'references' (completion)", path)
     raise WhpError("prompt file is empty", path)
+
+
+def write_completion_prompts(path: str | Path, prompts: list[CompletionPrompt]) -> None:
+    """Completion prompts as JSON Lines, the format `load_completion_prompts` reads."""
+    lines = [json.dumps({"prompt": p.prompt, "references": list(p.references)}) for p in prompts]
+    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
