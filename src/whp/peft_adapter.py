@@ -33,10 +33,6 @@ def is_adapter_folder(folder: Path) -> bool:
     return (Path(folder) / "adapter_config.json").is_file()
 
 
-def is_peft_model(model) -> bool:
-    return isinstance(model, PeftModel)
-
-
 def merged(model) -> PreTrainedModel:
     """The plain model with the adapter folded into its weights."""
     return model.merge_and_unload() if isinstance(model, PeftModel) else model

@@ -49,7 +49,7 @@ from whp.models import (
     resolve_model_path,
     save_model,
 )
-from whp.train import train
+from whp.train import TrainConfig, train
 from whp.translate import align_block
 
 log = logging.getLogger("whp")
@@ -161,6 +161,15 @@ def _record_stage(out: Path, record: dict, cfg: RunConfig, stage: str, seconds: 
 # ---- stage 1: reinforced model ---------------------------------------------------------------
 
 
+def trainable_baseline(cfg: RunConfig, train_cfg: TrainConfig):
+    """The baseline in fp32 on the default device, with a fresh seeded LoRA adapter if asked."""
+    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
+    if train_cfg.lora:
+        torch.manual_seed(train_cfg.seed)  # the adapter's initial weights
+        model = add_lora(model, train_cfg.lora_config)
+    return model
+
+
 def reinforced_path(cfg: RunConfig, out: Path) -> Path:
     return Path(cfg.reinforced) if cfg.reinforced else out / "reinforced"
 
@@ -174,10 +183,7 @@ def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     blocks = load_blocks(cfg.target, tokenizer, cfg.corpus)
     train_cfg = cfg.reinforce.train
-    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
-    if train_cfg.lora:
-        torch.manual_seed(train_cfg.seed)  # the adapter's initial weights
-        model = add_lora(model, train_cfg.lora_config)
+    model = trainable_baseline(cfg, train_cfg)
     result = train(model, lm_examples(blocks), lm_loss, train_cfg, out / "work" / "reinforce", "reinforce")
     if train_cfg.lora:
         with atomic_folder(destination) as tmp:
@@ -321,10 +327,7 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     if cfg.finetune.loss == "soft" and "top_values" not in examples[0]:
         raise WhpError("finetune.loss=soft but these labels have no top-k logits (set labels.top_k)", folder)
     train_cfg = cfg.finetune.train
-    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
-    if train_cfg.lora:
-        torch.manual_seed(train_cfg.seed)
-        model = add_lora(model, train_cfg.lora_config)
+    model = trainable_baseline(cfg, train_cfg)
     loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, retain_weight=cfg.finetune.retain_weight)
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
     model = peft_adapter.merged(model)
