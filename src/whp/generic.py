@@ -45,12 +45,15 @@ class LabelsConfig:
     shard_blocks: int = field(default=16, metadata={"help": "blocks per label shard on disk (the unit of resume)"})
     seed: int = field(default=0, metadata={"help": "seed for drawing one dictionary alternative per key per block"})
     dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
+    space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
 
     def __post_init__(self) -> None:
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if self.top_k < 0 or self.batch_size < 1 or self.shard_blocks < 1:
             raise ValueError("top_k must be >= 0, batch_size and shard_blocks >= 1")
+        if self.space not in ("logits", "logprobs"):
+            raise ValueError(f"space must be logits or logprobs, got {self.space!r}")
         if self.dtype not in ("bfloat16", "float32"):
             raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
@@ -88,9 +91,11 @@ class BlockLabels:
 ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache, no (T, V) temporaries
 
 
-def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int) -> BlockLabels:
+def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
+                 logprobs: bool = False) -> BlockLabels:
     """Labels of one block from its logits: v_reinforced (T, V) on the original, v_baseline (T', V)
-    on the translation. Computes `generic_logits` with fix 2, in place, a few positions at a time."""
+    on the translation. Computes `generic_logits` with fix 2, in place, a few positions at a time;
+    with `logprobs`, both are log-softmaxed first (no per-position logit shift enters the ReLU)."""
     device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
@@ -100,8 +105,11 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
     for first in range(0, len(source), ROWS_PER_CHUNK):
         rows_s, rows_t = source[first : first + ROWS_PER_CHUNK], target[first : first + ROWS_PER_CHUNK]
         v_gen = lower_forbidden_(v_baseline[rows_t].float(), rows_t, aligned.forbidden)  # (c, V), a fresh copy
+        if logprobs:
+            v_gen = v_gen.log_softmax(dim=-1)
         if v_reinforced is not None and alpha > 0:
-            raised = v_reinforced[rows_s].float().sub_(v_gen).clamp_(min=0)  # ReLU(v_R − v_B), (c, V)
+            v_r = v_reinforced[rows_s].float()
+            raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).clamp_(min=0)  # ReLU(v_R − v_B), (c, V)
             v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B)
         labels[rows_s + 1] = v_gen.argmax(dim=-1)
         if top_k:
@@ -125,7 +133,8 @@ def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 
 @torch.inference_mode()
-def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, baseline: Forward, alpha: float, top_k: int, pad_id: int) -> list[BlockLabels]:
+def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, baseline: Forward, alpha: float, top_k: int, pad_id: int,
+                 logprobs: bool = False) -> list[BlockLabels]:
     """Two forward passes over a batch of blocks, then per-block labels."""
     translated_ids, translated_mask = _pad([b.translated_ids for b in blocks], pad_id)
     v_baseline = baseline(translated_ids, translated_mask)  # (B, T', V)
@@ -134,7 +143,7 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, bas
         original_ids, original_mask = _pad([b.original_ids for b in blocks], pad_id)
         v_reinforced = reinforced(original_ids, original_mask)  # (B, T, V)
     return [
-        block_labels(block, None if v_reinforced is None else v_reinforced[i], v_baseline[i], alpha, top_k)
+        block_labels(block, None if v_reinforced is None else v_reinforced[i], v_baseline[i], alpha, top_k, logprobs)
         for i, block in enumerate(blocks)
     ]
 
@@ -207,7 +216,7 @@ def compute_labels(
             labels = []
             for first in range(0, len(aligned), cfg.batch_size):
                 batch = aligned[first : first + cfg.batch_size]
-                labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id))
+                labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id, cfg.space == "logprobs"))
                 bar.update(len(batch))
             write_shard(shard_path(folder, shard, prefix), aligned, labels, indices, pad_id)
             stats["blocks"] += len(aligned)

@@ -143,3 +143,15 @@ def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden):
     assert torch.equal(result.labels[torch.tensor(source) + 1], expected.argmax(-1))
     expected_logprobs = expected.topk(4).values - expected.logsumexp(-1, keepdim=True)
     assert torch.allclose(result.top_values[source], expected_logprobs, atol=1e-5)
+
+
+def test_logprob_space_combines_log_softmaxed_logits():
+    gen = torch.Generator().manual_seed(3)
+    v_r, v_b = torch.randn(20, 11, generator=gen) + 3.0, torch.randn(20, 11, generator=gen)  # R shifted up overall
+    positions = list(range(19))
+    aligned = AlignedBlock(list(range(20)), list(range(20)), positions, positions, [], [])
+    in_logits = block_labels(aligned, v_r, v_b, 5.0, top_k=0)
+    in_logprobs = block_labels(aligned, v_r, v_b, 5.0, top_k=0, logprobs=True)
+    expected = generic_logits(v_r[:19].log_softmax(-1), v_b[:19].log_softmax(-1), 5.0).argmax(-1)
+    assert torch.equal(in_logprobs.labels[1:], expected)
+    assert torch.equal(in_logits.labels[1:], (v_b[:19] - 5.0 * torch.relu(v_r[:19] - v_b[:19])).argmax(-1))
