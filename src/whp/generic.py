@@ -197,17 +197,14 @@ def compute_labels(
     baseline: Forward,
     cfg: LabelsConfig,
     pad_id: int,
-    shards: Sequence[int] | None = None,
     prefix: str = "shard",
 ) -> dict:
     """Write every missing shard `<prefix>-NNNNN` of `folder` (finished shards are skipped:
-    resume). `align(i)` gives block i aligned; `shards` limits the work to a subset (one
-    process's share). Returns counts for the run record."""
+    resume). `align(i)` gives block i aligned. Returns counts for the run record."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    every = shards if shards is not None else range(n_shards(n_blocks, cfg.shard_blocks))
-    todo = [s for s in every if not shard_path(folder, s, prefix).is_file()]
-    stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0, "compute_seconds": 0.0}
+    todo = [s for s in range(n_shards(n_blocks, cfg.shard_blocks)) if not shard_path(folder, s, prefix).is_file()]
+    stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0}
     started = time.perf_counter()
     shard_blocks = {s: range(s * cfg.shard_blocks, min(n_blocks, (s + 1) * cfg.shard_blocks)) for s in todo}
     with tqdm(total=sum(map(len, shard_blocks.values())), desc=f"labels ({prefix})", unit="block", dynamic_ncols=True) as bar:

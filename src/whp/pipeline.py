@@ -265,7 +265,7 @@ def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) 
     return out / "labels" / fingerprint(parts)
 
 
-def run_labels(cfg: RunConfig, out: Path, record: dict, shards: list[int] | None = None) -> Path:
+def run_labels(cfg: RunConfig, out: Path, record: dict) -> Path:
     """Compute generic labels for every block, in shards (resumable)."""
     text = read_text(cfg.target)
     dictionary = _load_dictionary(cfg, text)
@@ -280,18 +280,17 @@ def run_labels(cfg: RunConfig, out: Path, record: dict, shards: list[int] | None
     reinforced, baseline = _label_forwards(cfg, reinforced_path(cfg, out) if cfg.labels.alpha > 0 else None, tokenizer)
     align = _aligner(blocks, dictionary, tokenizer, cfg.labels.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id, shards)
+    stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id)
     if cfg.retain:
         retain_blocks = load_blocks(cfg.retain, tokenizer, cfg.corpus)
         own_predictions = dataclasses.replace(cfg.labels, alpha=0.0)
         retain_stats = compute_labels(folder, len(retain_blocks), lambda i: identity_alignment(retain_blocks[i].ids),
-                                      None, baseline, own_predictions, pad_id, shards, prefix="retain")
+                                      None, baseline, own_predictions, pad_id, prefix="retain")
         stats.update(retain_blocks=retain_stats["blocks"], retain_seconds=retain_stats["compute_seconds"])
     tokens = sum(len(b.ids) for b in blocks)
     _record_stage(out, record, cfg, "labels", time.perf_counter() - started, folder=folder.name, tokens=tokens,
                   dictionary_keys=len(dictionary), **stats)
-    if shards is None:
-        mark_complete(folder, len(blocks), cfg.labels)
+    mark_complete(folder, len(blocks), cfg.labels)
     return folder
 
 
