@@ -46,6 +46,7 @@ class LabelsConfig:
     seed: int = field(default=0, metadata={"help": "seed for drawing one dictionary alternative per key per block"})
     dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
+    margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
 
     def __post_init__(self) -> None:
         if self.alpha < 0:
@@ -54,13 +55,15 @@ class LabelsConfig:
             raise ValueError("top_k must be >= 0, batch_size and shard_blocks >= 1")
         if self.space not in ("logits", "logprobs"):
             raise ValueError(f"space must be logits or logprobs, got {self.space!r}")
+        if self.margin < 0:
+            raise ValueError(f"margin must be >= 0, got {self.margin}")
         if self.dtype not in ("bfloat16", "float32"):
             raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
 
-def generic_logits(v_reinforced: torch.Tensor, v_baseline: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(K, V), (K, V) -> (K, V): push down every token the reinforced model raised."""
-    return v_baseline - alpha * torch.relu(v_reinforced - v_baseline)
+def generic_logits(v_reinforced: torch.Tensor, v_baseline: torch.Tensor, alpha: float, margin: float = 0.0) -> torch.Tensor:
+    """(K, V), (K, V) -> (K, V): push down every token the reinforced model raised (by more than `margin`)."""
+    return v_baseline - alpha * torch.relu(v_reinforced - v_baseline - margin)
 
 
 def lower_forbidden_(v_baseline: torch.Tensor, target_positions: torch.Tensor, forbidden: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -92,7 +95,7 @@ ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache
 
 
 def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
-                 logprobs: bool = False) -> BlockLabels:
+                 logprobs: bool = False, margin: float = 0.0) -> BlockLabels:
     """Labels of one block from its logits: v_reinforced (T, V) on the original, v_baseline (T', V)
     on the translation. Computes `generic_logits` with fix 2, in place, a few positions at a time;
     with `logprobs`, both are log-softmaxed first (no per-position logit shift enters the ReLU)."""
@@ -109,8 +112,8 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
             v_gen = v_gen.log_softmax(dim=-1)
         if v_reinforced is not None and alpha > 0:
             v_r = v_reinforced[rows_s].float()
-            raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).clamp_(min=0)  # ReLU(v_R − v_B), (c, V)
-            v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B)
+            raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
+            v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B − m)
         labels[rows_s + 1] = v_gen.argmax(dim=-1)
         if top_k:
             top = v_gen.topk(top_k, dim=-1)
@@ -134,7 +137,7 @@ def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 @torch.inference_mode()
 def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, baseline: Forward, alpha: float, top_k: int, pad_id: int,
-                 logprobs: bool = False) -> list[BlockLabels]:
+                 logprobs: bool = False, margin: float = 0.0) -> list[BlockLabels]:
     """Two forward passes over a batch of blocks, then per-block labels."""
     translated_ids, translated_mask = _pad([b.translated_ids for b in blocks], pad_id)
     v_baseline = baseline(translated_ids, translated_mask)  # (B, T', V)
@@ -143,7 +146,7 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, bas
         original_ids, original_mask = _pad([b.original_ids for b in blocks], pad_id)
         v_reinforced = reinforced(original_ids, original_mask)  # (B, T, V)
     return [
-        block_labels(block, None if v_reinforced is None else v_reinforced[i], v_baseline[i], alpha, top_k, logprobs)
+        block_labels(block, None if v_reinforced is None else v_reinforced[i], v_baseline[i], alpha, top_k, logprobs, margin)
         for i, block in enumerate(blocks)
     ]
 
@@ -213,7 +216,8 @@ def compute_labels(
             labels = []
             for first in range(0, len(aligned), cfg.batch_size):
                 batch = aligned[first : first + cfg.batch_size]
-                labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id, cfg.space == "logprobs"))
+                labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id, cfg.space == "logprobs",
+                                            cfg.margin))
                 bar.update(len(batch))
             write_shard(shard_path(folder, shard, prefix), aligned, labels, indices, pad_id)
             stats["blocks"] += len(aligned)

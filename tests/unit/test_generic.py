@@ -19,6 +19,12 @@ def test_generic_logits_by_hand():
     assert torch.equal(generic_logits(v_r, v_b, alpha=0.0), v_b)
 
 
+def test_margin_ignores_raises_up_to_it():
+    v_b = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    v_r = torch.tensor([[2.5, 4.0, -1.0, -1.0]])  # raises: 0.5, 3, -, -
+    assert torch.equal(generic_logits(v_r, v_b, alpha=2.0, margin=1.0), torch.tensor([[2.0, -3.0, 0.0, -1.0]]))
+
+
 @settings(max_examples=50, deadline=None)
 @given(alpha=st.floats(0, 10), seed=st.integers(0, 1000))
 def test_generic_never_above_baseline(alpha, seed):
@@ -105,8 +111,20 @@ def test_soft_cross_entropy_by_hand():
     values = torch.log(torch.tensor([[[0.5, 0.3]]]))  # p = (0.5, 0.3) over tokens 0 and 1; 0.2 in the tail
     indices = torch.tensor([[[0, 1]]])
     loss = soft_targets_cross_entropy(logits, values, indices)[0, 0]
-    expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.3 * torch.log(torch.tensor(0.25)))
+    # the model's rest (token 2) holds 0.25, the generic rest 0.2
+    expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.3 * torch.log(torch.tensor(0.25)) + 0.2 * torch.log(torch.tensor(0.25)))
     assert torch.isclose(loss, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6))
+def test_soft_cross_entropy_is_stationary_where_the_model_matches_the_target(seed, k):
+    """At q = p the gradient vanishes: the loss neither sharpens the top k nor empties the tail."""
+    logits = torch.randn(1, 1, 9, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2
+    top = logits.log_softmax(-1).topk(k)
+    z = logits.clone().float().requires_grad_(True)
+    soft_targets_cross_entropy(z, top.values.float(), top.indices)[0, 0].backward()
+    assert torch.allclose(z.grad, torch.zeros_like(z.grad), atol=1e-5)
 
 
 def test_retain_examples_add_their_own_weighted_mean():
@@ -126,8 +144,9 @@ def test_retain_examples_add_their_own_weighted_mean():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.0, 1.0, 5.0]), n_forbidden=st.integers(0, 3))
-def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden):
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.0, 1.0, 5.0]), n_forbidden=st.integers(0, 3),
+       margin=st.sampled_from([0.0, 0.5]))
+def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden, margin):
     """block_labels (chunked, in place) = argmax of generic_logits after lower_forbidden_, row by row."""
     gen = torch.Generator().manual_seed(seed)
     length, translated_length, vocab = 80, 90, 23
@@ -137,9 +156,9 @@ def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden):
     forbidden = [(int(torch.randint(0, 90, (1,), generator=gen)), int(torch.randint(0, vocab, (1,), generator=gen)))
                  for _ in range(n_forbidden)]
     aligned = AlignedBlock(list(range(length)), list(range(translated_length)), source, target, forbidden, [])
-    result = block_labels(aligned, v_r, v_b, alpha, top_k=4)
+    result = block_labels(aligned, v_r, v_b, alpha, top_k=4, margin=margin)
     t = torch.tensor(target)
-    expected = generic_logits(v_r[source], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha)
+    expected = generic_logits(v_r[source], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha, margin)
     assert torch.equal(result.labels[torch.tensor(source) + 1], expected.argmax(-1))
     expected_logprobs = expected.topk(4).values - expected.logsumexp(-1, keepdim=True)
     assert torch.allclose(result.top_values[source], expected_logprobs, atol=1e-5)
