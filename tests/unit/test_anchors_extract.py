@@ -115,13 +115,14 @@ def test_alternatives_keep_titles_connectors_and_place_words():
     assigner = Assigner(forbidden=set(), seed=0)
     street = alternative("Baker Street", Kind("place"), assigner)
     assert street.endswith(" Street") and street != "Baker Street"
-    title = alternative("Hound of the Baskervilles", Kind("name"), assigner)
+    title = alternative("Hound of the Baskervilles", Kind("name"), assigner, plural=True)
     assert title.startswith("Hound of the ") and title.endswith("s")
     person = alternative("Mr Jabez Wilson", Kind("person", "male"), assigner)
     assert person.startswith("Mr ") and len(person.split()) == 3
     number = alternative("221B", Kind("number"), assigner)
     assert number.endswith("B") and len(number) == 4 and number != "221B"
-    assert alternative("jezails", Kind("thing"), assigner).endswith("s")
+    assert alternative("jezails", Kind("thing"), assigner, plural=True).endswith("s")
+    assert not alternative("Hopkins", Kind("person"), assigner).endswith("ss")
 
 
 def test_given_names_follow_gender():

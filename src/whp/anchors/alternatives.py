@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from whp.anchors.candidates import CONNECTORS, TITLES
-from whp.anchors.kinds import PLACE_WORDS, Kind
+from whp.anchors.candidates import CONNECTORS, PLACE_WORDS, TITLES
+from whp.anchors.kinds import Kind
 from whp.anchors.pools import FEMALE_GIVEN, MALE_GIVEN, OBJECTS, PLACES, SURNAMES, generated_names
 
 
@@ -65,17 +65,18 @@ class Assigner:
         raise Exhausted("number")
 
 
-def _pluralise(make: Callable[[], str], word: str) -> str:
-    new = make()
-    return new + "s" if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else new
+def _plural(word: str) -> str:
+    return word + "es" if word.endswith(("s", "x", "ch", "sh")) else word + "s"
 
 
-def alternative(key: str, kind: Kind, assigner: Assigner) -> str:
-    """One alternative for `key`: identity-carrying words replaced, the rest kept."""
+def alternative(key: str, kind: Kind, assigner: Assigner, plural: bool = False) -> str:
+    """One alternative for `key`: identity-carrying words replaced, the rest kept. `plural`: the
+    key is the plural of a word of the text ("Stapletons"), and so is the alternative."""
     if kind.kind == "number":
         return assigner.number(key)
     if kind.kind == "thing":
-        return _pluralise(lambda: assigner.draw("thing"), key)
+        new = assigner.draw("thing")
+        return _plural(new) if plural else new
     words = key.split(" ")
     identity = [i for i, w in enumerate(words) if _carries_identity(w)]
     if not identity:
@@ -85,7 +86,8 @@ def alternative(key: str, kind: Kind, assigner: Assigner) -> str:
     out = list(words)
     for position in identity:
         last = position == identity[-1]
-        out[position] = _pluralise(lambda: assigner.draw(_stream_for(kind, last, len(words))), words[position])
+        new = assigner.draw(_stream_for(kind, last, len(words)))
+        out[position] = _plural(new) if plural and position == len(words) - 1 else new
     return " ".join(out)
 
 
@@ -103,12 +105,12 @@ def _stream_for(kind: Kind, last: bool, n_words: int) -> str:
     return "surname" if last or n_words == 1 else "male"
 
 
-def alternatives(key: str, kind: Kind, assigner: Assigner, n: int) -> list[str]:
+def alternatives(key: str, kind: Kind, assigner: Assigner, n: int, plural: bool = False) -> list[str]:
     """Up to `n` distinct alternatives (fewer when the pools run out)."""
     found = []
     for _ in range(n):
         try:
-            found.append(alternative(key, kind, assigner))
+            found.append(alternative(key, kind, assigner, plural))
         except Exhausted:
             break
     return found

@@ -2,7 +2,7 @@
 
 A text is scanned into words (letters and digits, inner hyphens and apostrophes; a possessive
 "'s" is stripped, so "Holmes's" counts as "Holmes"). Candidates are
-- single words that are not function words, titles or plain numbers;
+- single words that are not function words, titles, place words ("Street") or plain numbers;
 - runs of capitalised words on one line of prose (no punctuation between them, except after an
   abbreviation such as "St."), with connectors inside ("Hound of the Baskervilles"), leading
   function words and titles stripped ("Mr Jabez Wilson" → "Jabez Wilson"): every sub-run of
@@ -50,6 +50,11 @@ general admiral reverend rev father brother sister uncle aunt mister mistress st
 """.split())
 
 CONNECTORS = frozenset(["of", "the", "de", "von", "van", "du", "la", "le", "da", "di", "del", "der", "den"])
+PLACE_WORDS = frozenset("""
+Street Road Lane Square Place Terrace Gardens Hall Lodge House Manor Grange Abbey Court Towers Park Moor Mire Falls
+Valley Bridge Station Hotel Club Yard Inn Castle Church Hill Wood Cross Gate Row Crescent Avenue Cottage Farm Mill
+Heath Common Green Walk Close Mansions Buildings Chambers Priory Hospital Museum College School Bay Island
+""".split())
 ABBREVIATIONS = frozenset(["Mr", "Mrs", "Dr", "St", "Jr", "Ms", "Messrs", "Col", "Capt", "Prof", "Rev", "Mt"])
 
 
@@ -85,8 +90,8 @@ def is_capitalised(word: str) -> bool:
 
 def _eligible_single(word: str) -> bool:
     lower = word.lower()
-    if len(word) < 2 or lower in FUNCTION_WORDS or lower in TITLES or lower in CONNECTORS:
-        return False
+    if len(word) < 2 or lower in FUNCTION_WORDS or lower in TITLES or lower in CONNECTORS or word in PLACE_WORDS:
+        return False  # place words count only inside names ("Baker Street"), never alone
     if word.isdigit() or (len(word) > 1 and word.isupper() and not any(c.isdigit() for c in word)):
         return False  # a number, or a word in capitals (headings)
     return True

@@ -231,7 +231,8 @@ def extract(model: str, target: str, cfg: ExtractConfig, reference: str | None =
         if c.key in user_keys:
             continue
         kind = detect_kind(c.key, scan.words, c.occurrences)
-        alts = alternatives(c.key, kind, assigner, cfg.alternatives)
+        plural = c.key.endswith("s") and scan.unigrams[c.key.split()[-1][:-1]] > 0  # "Stapletons", "detectives"
+        alts = alternatives(c.key, kind, assigner, cfg.alternatives, plural)
         if not alts:
             warn(f"anchors: no alternative left for {c.key!r} (pools exhausted); entry skipped")
             continue

@@ -17,17 +17,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from whp.anchors.candidates import CONNECTORS, TITLES, Word, is_capitalised
+from whp.anchors.candidates import CONNECTORS, PLACE_WORDS, TITLES, Word, is_capitalised
 
 MALE_TITLES = frozenset("mr sir lord count baron duke king prince master monsieur herr signor señor father brother uncle mister".split())
 FEMALE_TITLES = frozenset("mrs miss ms lady countess baroness duchess queen princess madame mademoiselle mistress sister aunt".split())
 SPEECH = frozenset("said says cried asked answered replied remarked observed whispered shouted exclaimed continued".split())
 PLACE_PREPOSITIONS = frozenset("at in from near to towards toward into through via reached round outside inside beyond".split())
-PLACE_WORDS = frozenset("""
-Street Road Lane Square Place Terrace Gardens Hall Lodge House Manor Grange Abbey Court Towers Park Moor Mire Falls
-Valley Bridge Station Hotel Club Yard Inn Castle Church Hill Wood Cross Gate Row Crescent Avenue Cottage Farm Mill
-Heath Common Green Walk Close Mansions Buildings Chambers Priory Hospital Museum College School Bay Island
-""".split())
 MALE_PRONOUNS = frozenset(["he", "him", "his", "himself"])
 FEMALE_PRONOUNS = frozenset(["she", "her", "hers", "herself"])
 _PRONOUN_WINDOW = 12

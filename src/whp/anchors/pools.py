@@ -67,4 +67,5 @@ _ENDINGS = "ford ley ton wick by worth field more well ham bury combe stead broo
 
 def generated_names() -> list[str]:
     """English-looking surnames made from common parts ("Ashford", "Stanley", ...), in a fixed order."""
-    return [onset + ending for ending, onset in product(_ENDINGS, _ONSETS)]
+    return [onset + ending for ending, onset in product(_ENDINGS, _ONSETS)
+            if onset[-1] != ending[0] and not (onset[-2:] == "el" and ending.startswith("we"))]
