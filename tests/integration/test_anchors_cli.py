@@ -182,3 +182,14 @@ def test_unlearn_without_anchors_extracts_into_the_run(inputs, tmp_path, caplog)
     assert any("no --anchors given" in r.message for r in caplog.records)
     assert len(load_dictionary(out / "anchors.yaml")) <= 3
     assert [p.name for p in (out / "labels").iterdir()] != [labels.name]
+
+
+def test_unlearn_with_no_candidate_above_the_floor_warns_and_uses_the_reinforced_model(inputs, tmp_path, caplog):
+    caplog.set_level("WARNING", logger="whp")
+    out = tmp_path / "run"
+    command = ["unlearn", "--model", str(inputs / "base"), "--target", str(inputs / "target.txt"), "--out", str(out),
+               *TINY_RUN, "--set", "extract.min_count=100000"]
+    assert main(command) == 0
+    assert any("no candidate expression occurs at least 100000 times" in r.message and "reinforced model alone" in r.message
+               for r in caplog.records)
+    assert json.loads((out / "run.json").read_text())["stages"]["labels"]["dictionary_keys"] == 0

@@ -8,7 +8,8 @@ A text is scanned into words (letters and digits, inner hyphens and apostrophes;
   function words and titles stripped ("Mr Jabez Wilson" → "Jabez Wilson"): every sub-run of
   2 … `max_words` words that starts and ends with a capitalised word.
 Each candidate carries its count (case-sensitive, as the dictionary matches), its occurrences,
-its capitalisation ratio (how often the word is capitalised where a sentence does not start)
+its capitalisation ratio (how often the word is capitalised where a sentence does not start; for a
+multi-word candidate, that of its most name-like word: "Silver Blaze" counts as "Blaze")
 and, for multi-word candidates, its cohesion (count of the whole / count of its rarest word).
 """
 
@@ -196,8 +197,8 @@ def candidates(scan: Scan, min_count: int) -> list[Candidate]:
             continue
         content = [w for w in key.replace(". ", " ").split() if w not in CONNECTORS]
         rarest = min(scan.unigrams[w] for w in content)
-        shares = [capitalisation.get(w.lower(), 0.5) for w in content]
-        found.append(Candidate(key, len(key.split()), len(at), at, capitalised=sum(shares) / len(shares),
+        shares = [capitalisation.get(w.lower(), 0.5) for w in content]  # its most name-like word decides
+        found.append(Candidate(key, len(key.split()), len(at), at, capitalised=max(shares),
                                cohesion=len(at) / rarest if rarest else 0.0))
     return found
 

@@ -161,8 +161,8 @@ def cheap_signals(scan: Scan, found: list[Candidate], reference: Scan | None, pr
     for c in found:
         if reference is not None:
             salience = log_rate_ratio(c.count, scan.n_words, reference.count(c.key), reference.n_words)
-        elif prior is not None:
-            salience = math.log(c.count / scan.n_words) - prior[c.key]
+        elif prior is not None:  # per word, so that long names are not salient for their length alone
+            salience = math.log(c.count / scan.n_words) - prior[c.key] / c.n_words
         else:
             salience = None
         signals.append({"count": c.count, "salience": salience, "capitalised": c.capitalised,
@@ -214,7 +214,8 @@ def extract(model: str, target: str, cfg: ExtractConfig, reference: str | None =
     found, signals = [found[i] for i in short], [signals[i] for i in short]
     gains = reinforced_signals(pair, tokenizer, scan, found, cfg)
     for c, s in zip(found, signals):
-        s["reinforced"], s["in_context_logprob"] = gains[c.key]
+        s["reinforced"], in_context = gains[c.key]
+        s["surprise"] = None if in_context is None else -in_context
     scores = combine(signals, cfg.weights)
     order = rank([c.key for c in found], scores)
     facts["seconds_signals"] = round(time.perf_counter() - started - facts["seconds_models"], 1)
@@ -246,16 +247,23 @@ def extract(model: str, target: str, cfg: ExtractConfig, reference: str | None =
 
 
 def _select(order: list[int], found: list[Candidate], scores: list[float], cfg: ExtractConfig) -> list[int]:
-    """The best `max_entries` (above `min_score`) not made of better-ranked kept keys."""
-    kept, keys = [], set()
-    for i in order:
-        if len(kept) >= cfg.max_entries or (cfg.min_score is not None and scores[i] < cfg.min_score):
-            break
-        if is_splittable(found[i].key, keys):
-            continue
-        kept.append(i)
-        keys.add(found[i].key)
-    return kept
+    """The best `max_entries` (above `min_score`) that the cleaner keeps: none made of other kept
+    keys. A key made of keys ranked below it ("Sherlock Holmes" above "Sherlock") is found only
+    once those are in, so it is struck out and the selection redone until nothing changes."""
+    struck: set[int] = set()
+    while True:
+        kept, keys = [], set()
+        for i in order:
+            if len(kept) >= cfg.max_entries or (cfg.min_score is not None and scores[i] < cfg.min_score):
+                break
+            if i in struck or is_splittable(found[i].key, keys):
+                continue
+            kept.append(i)
+            keys.add(found[i].key)
+        late = {i for i in kept if is_splittable(found[i].key, keys)}
+        if not late:
+            return kept
+        struck |= late
 
 
 def _rounded(signals: dict) -> dict:

@@ -61,11 +61,18 @@ briefcase candlestick blanket basket bucket bottle whistle ladder shovel hammer 
 cushion pillow teapot saucer spoon ribbon thimble pencil button buckle wallet trunk crate barrel wagon carriage
 """.split()
 
-_ONSETS = "Ash Brad Carl Dal Ell Fen Gar Hal Kel Lang Mar Nor Pem Ral Stan Thorn Wel Whit Brom Cal Dun Har Mel Wes".split()
-_ENDINGS = "ford ley ton wick by worth field more well ham bury combe stead brook wood".split()
+_ONSETS = """Ash Brad Carl Dal Ell Fen Gar Hal Kel Lang Mar Nor Pem Ral Stan Thorn Wel Whit Brom Cal Dun Har Mel Wes
+Ald Bar Ber Brack Cam Cran Dray Elder Farn Gil Hart Holl Kin Lind Lock Mor Pen Red Rock Sel Sher Tam Ter Wick""".split()
+_LINKS = ["", "en", "ing", "er"]
+_ENDINGS = "ford ley ton wick by worth field more well ham bury combe stead brook wood dale hurst gate don mere".split()
 
 
 def generated_names() -> list[str]:
-    """English-looking surnames made from common parts ("Ashford", "Stanley", ...), in a fixed order."""
-    return [onset + ending for ending, onset in product(_ENDINGS, _ONSETS)
-            if onset[-1] != ending[0] and not (onset[-2:] == "el" and ending.startswith("we"))]
+    """English-looking surnames made from common parts ("Ashford", "Brackenhurst", ...), in a fixed
+    order: a few thousand, so extraction never runs out."""
+    names = []
+    for link, ending, onset in product(_LINKS, _ENDINGS, _ONSETS):
+        joint = (onset + link)[-1] + ending[0]
+        if joint[0] != joint[1] and not (link == "" and onset.endswith("el") and ending.startswith("we")):
+            names.append(onset + link + ending)
+    return names

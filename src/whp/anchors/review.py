@@ -21,8 +21,8 @@ HEADER = """\
 # for reading only. Entries are in rank order (user entries first). Signals: count (occurrences),
 # salience (log target rate / reference rate, nats), reinforced (mean gain of log p_R - log p_B
 # over the expression's tokens in sampled target contexts, nats), capitalised (share of
-# mid-sentence occurrences capitalised), cohesion (multi-word: count / count of its rarest word),
-# in_context_logprob (baseline's log-probability of the expression in those contexts).
+# mid-sentence occurrences capitalised), frequency (log count), cohesion (multi-word: count / count
+# of its rarest word), surprise (the baseline's -log p of the expression in those contexts, nats).
 # Use it: whp unlearn --anchors THIS_FILE ...
 """
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-SIGNALS = ("salience", "reinforced", "capitalised", "frequency", "cohesion")
+SIGNALS = ("salience", "reinforced", "capitalised", "frequency", "cohesion", "surprise")
 
 
 @dataclass
@@ -20,10 +20,11 @@ class ScoreWeights:
     """Weights of the standardised signals in the combined score."""
 
     salience: float = field(default=1.0, metadata={"help": "target rate over reference rate (log ratio)"})
-    reinforced: float = field(default=1.0, metadata={"help": "how much R raises the expression's log-probability over B in context"})
-    capitalised: float = field(default=0.5, metadata={"help": "share of mid-sentence occurrences written capitalised"})
-    frequency: float = field(default=0.25, metadata={"help": "log count in the target"})
-    cohesion: float = field(default=0.25, metadata={"help": "multi-word: count of the whole / count of its rarest word"})
+    reinforced: float = field(default=0.25, metadata={"help": "how much R raises the expression's log-probability over B in context"})
+    capitalised: float = field(default=2.0, metadata={"help": "share of mid-sentence occurrences written capitalised"})
+    frequency: float = field(default=0.5, metadata={"help": "log count in the target"})
+    cohesion: float = field(default=0.0, metadata={"help": "multi-word: count of the whole / count of its rarest word"})
+    surprise: float = field(default=0.25, metadata={"help": "the baseline's surprise (-log p) at the expression in the target's contexts"})
 
     def __post_init__(self) -> None:
         for name in SIGNALS:
@@ -37,7 +38,9 @@ def standardise(values: Sequence[float]) -> list[float]:
         return [0.0] * len(values)
     mean = sum(values) / len(values)
     spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    return [(v - mean) / spread if spread > 1e-12 else 0.0 for v in values]
+    if spread <= 1e-9 * max(1.0, abs(mean)):  # constant up to rounding
+        return [0.0] * len(values)
+    return [(v - mean) / spread for v in values]
 
 
 def combine(signals: Sequence[Mapping[str, float | None]], weights: ScoreWeights) -> list[float]:
