@@ -48,13 +48,55 @@ def make_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--context-words", type=int, default=30, help="words of context before the term")
     prompts.add_argument("--seed", type=int, default=0)
     prompts.add_argument("--out", required=True, type=Path, help="JSON Lines file of {prompt, references}")
+    _add_anchors_arguments(commands.add_parser(
+        "anchors", help="draft an anchored dictionary from the target text (offline, or with an LLM endpoint)"))
     demo = commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a pipeline setting of the demo's config")
     demo.add_argument("--prompts", choices=["heldout", "tune"], default="heldout",
                       help="which prompt split to report (defaults were tuned on 'tune' only)")
+    demo.add_argument("--anchors", help="dictionary file instead of the built-in one, or 'auto' to extract one from the corpus")
     return parser
+
+
+def _add_anchors_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="baseline model folder, hub id, or 'smollm2-135m-instruct'")
+    parser.add_argument("--target", nargs="+", required=True, help="text file(s) to forget")
+    parser.add_argument("--reference", nargs="+", help="general (non-target) text for salience; default: the baseline's own likelihood")
+    parser.add_argument("--reinforced", help="reinforced adapter or model folder (e.g. RUN/reinforced); default: train one on a sample")
+    parser.add_argument("--save-reinforced", type=Path, help="keep the reinforced adapter trained here (no --reinforced) in this folder")
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL: also draft entries with that LLM (key from $OPENAI_API_KEY)")
+    parser.add_argument("--llm-model", help="model name at --llm-url")
+    parser.add_argument("--merge", help="your own dictionary (JSON or YAML) to merge in; its entries win")
+    parser.add_argument("--out", required=True, type=Path, help="review file to write (YAML; --anchors reads it as it is)")
+    parser.add_argument("--config", help="YAML of extraction settings (see whp.anchors.extract.ExtractConfig)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set max_entries=500 --set min_count=5")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder")
+
+
+def _anchors(args: argparse.Namespace) -> None:
+    from whp.anchors.dictionary import read_entries
+    from whp.anchors.extract import ExtractConfig, extract
+    from whp.anchors.review import write_review
+    from whp.config import load_config
+    from whp.corpus import read_text
+
+    if bool(args.llm_url) != bool(args.llm_model):
+        raise WhpError("give both --llm-url and --llm-model, or neither")
+    llm = [f"llm.url={args.llm_url}", f"llm.model={args.llm_model}"] if args.llm_url else []
+    cfg = load_config(args.config, [*args.overrides, *llm], cls=ExtractConfig)
+    user = read_entries(args.merge) if args.merge else None  # a bad file fails before any model loads
+    target = read_text(args.target)
+    reference = read_text(args.reference) if args.reference else None
+    entries, facts = extract(args.model, target, cfg, reference, args.reinforced, user, target_name=args.target[0],
+                             trust_remote_code=args.trust_remote_code, save_reinforced=args.save_reinforced)
+    source = f"target {', '.join(args.target)}; model {args.model}; reference {', '.join(args.reference or ['none (model likelihood)'])}"
+    write_review(args.out, entries, source)
+    counts = {p: sum(e.provenance == p for e in entries) for p in ("extracted", "extracted+llm", "llm", "user")}
+    print(f"{len(entries)} entries ({', '.join(f'{n} {p}' for p, n in counts.items() if n)}) "
+          f"from {facts['candidates']} candidates in {facts['seconds']:.0f} s: {args.out}")
 
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +171,7 @@ def _prompts(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from whp.demo import run_demo
 
-    run_demo(args.out, args.overrides, args.prompts)
+    run_demo(args.out, args.overrides, args.prompts, args.anchors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
-        {"demo": _demo, "eval": _eval, "prompts": _prompts}.get(args.command, _run_stages)(args)
+        {"demo": _demo, "eval": _eval, "prompts": _prompts, "anchors": _anchors}.get(args.command, _run_stages)(args)
     except WhpError as exc:
         print(f"whp: error: {exc}", file=sys.stderr)
         return 2

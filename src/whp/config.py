@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from whp.anchors.extract import ExtractConfig
 from whp.corpus import CorpusConfig
 from whp.errors import WhpError
 from whp.generic import LabelsConfig
@@ -55,13 +56,14 @@ class RunConfig:
 
     model: str = field(default="", metadata={"help": "baseline model: a folder, a hub id, or 'smollm2-135m-instruct'"})
     target: list[str] = field(default_factory=list, metadata={"help": "text file(s) to forget"})
-    anchors: str | None = field(default=None, metadata={"help": "anchored dictionary, JSON or YAML"})
+    anchors: str | None = field(default=None, metadata={"help": "anchored dictionary, JSON or YAML; none = extracted from the target (see extract)"})
     retain: list[str] = field(default_factory=list, metadata={"help": "general text file(s) the model must keep predicting as before (optional)"})
     reinforced: str | None = field(default=None, metadata={"help": "an existing reinforced model or adapter folder (skips stage 1)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model folder"})
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig, metadata={"help": "dictionary extraction when no anchors are given"})
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def check(self) -> None:

@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from whp.anchors.dictionary import load_dictionary
 from whp.config import load_config
 from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model
 from whp.errors import WhpError
@@ -32,10 +33,14 @@ SUMMARY_KEYS = {  # summary.json name -> metric
 }
 
 
-def demo_run_config(overrides: list[str] = ()):
-    """The demo's pipeline configuration: data/demo/config.yaml over the built-in inputs."""
+def demo_run_config(overrides: list[str] = (), anchors: str | None = None):
+    """The demo's pipeline configuration: data/demo/config.yaml over the built-in inputs.
+    `anchors`: a dictionary file instead of the built-in one, or "auto" to have the pipeline
+    extract one from the corpus (as `whp unlearn` does without --anchors)."""
+    if anchors is None:
+        anchors = demo_file("anchors.yaml")
     return load_config(demo_file("config.yaml"), overrides, model=str(demo_model_path()), target=demo_corpus_files(),
-                       anchors=demo_file("anchors.yaml"), retain=[demo_file("retain_train.txt")])
+                       anchors=None if anchors == "auto" else str(anchors), retain=[demo_file("retain_train.txt")])
 
 
 def demo_eval_config(split: str = "heldout") -> EvalConfig:
@@ -47,13 +52,16 @@ def change(before: float, after: float) -> float:
     return 100.0 * (after - before) / before if before else float("nan")
 
 
-def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: str = "heldout") -> dict:
+def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: str = "heldout",
+             anchors: str | None = None) -> dict:
     out = Path(out)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     base = str(demo_model_path())
     seconds["model_conversion"] = time.perf_counter() - started
-    run_cfg = demo_run_config(overrides)
+    run_cfg = demo_run_config(overrides, anchors)
+    if run_cfg.anchors:
+        load_dictionary(run_cfg.anchors)  # a bad file fails now, not after the base evaluation
     if out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
         raise WhpError("output folder is not empty and holds no whp run; choose another --out", out)
     prepare_run_folder(run_cfg, out, overwrite=True)  # stages whose settings changed are redone
@@ -75,6 +83,7 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     summary = {name: {"before": before[m], "after": after[m], "change_percent": change(before[m], after[m])}
                for name, m in SUMMARY_KEYS.items()}
     summary["prompts"] = split
+    summary["anchors"] = run_cfg.anchors or "extracted (anchors.yaml)"
     summary["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     write_json(out / "summary.json", summary)
     print(summary_table(summary))

@@ -31,6 +31,8 @@ import yaml
 import whp
 from whp import peft_adapter
 from whp.anchors.dictionary import AnchorMatcher, Dictionary, draw_alternatives, keys_missing_from, load_dictionary
+from whp.anchors.extract import NoCandidates, extract
+from whp.anchors.review import write_review
 from whp.config import RunConfig, to_dict
 from whp.corpus import Block, load_blocks, read_text
 from whp.errors import WhpError, warn
@@ -57,7 +59,7 @@ log = logging.getLogger("whp")
 STAGES = ("reinforce", "labels", "finetune")
 _STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative)
     "reinforce": ("model", "target", "trust_remote_code", "corpus", "reinforced", "reinforce"),
-    "labels": ("anchors", "retain", "labels"),
+    "labels": ("anchors", "extract", "retain", "labels"),
     "finetune": ("finetune",),
 }
 
@@ -203,12 +205,11 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _load_dictionary(cfg: RunConfig, text: str) -> Dictionary:
+def _load_dictionary(cfg: RunConfig, text: str, out: Path, record: dict | None = None) -> Dictionary:
     if not cfg.labels.use_dictionary:
         return {}
     if not cfg.anchors:
-        warn("no anchored dictionary given (--anchors): generic labels come from the reinforced model alone")
-        return {}
+        return _extracted_dictionary(cfg, text, out, record)
     dictionary = load_dictionary(cfg.anchors)
     missing = keys_missing_from(dictionary, text)
     if len(missing) == len(dictionary):
@@ -216,6 +217,32 @@ def _load_dictionary(cfg: RunConfig, text: str) -> Dictionary:
     elif missing:
         log.info("%d of %d dictionary keys do not occur in the target", len(missing), len(dictionary))
     return dictionary
+
+
+def _extracted_dictionary(cfg: RunConfig, text: str, out: Path, record: dict | None) -> Dictionary:
+    """The dictionary `whp anchors` would draft, written to OUT/anchors.yaml (a review file) and
+    reused while the model, reinforced model, target and extraction settings are unchanged.
+    Without `record` (a stage that only reads labels) it must already be there."""
+    path = out / "anchors.yaml"
+    reinforced = reinforced_path(cfg, out) if cfg.labels.alpha > 0 else None
+    key = fingerprint({"model": model_identity(cfg.model), "reinforced": model_identity(reinforced) if reinforced else None,
+                       "corpus": _sha256(text), "extract": to_dict(cfg)["extract"]})
+    saved = (record if record is not None else read_json(out / "run.json") if (out / "run.json").is_file() else {})
+    if path.is_file() and saved.get("anchors", {}).get("fingerprint") == key:
+        return load_dictionary(path)
+    if record is None:
+        raise WhpError("the extracted dictionary is missing or stale; run `whp labels` (or `whp unlearn`) first", path)
+    log.info("no --anchors given: extracting an anchored dictionary from the target (as `whp anchors` does) into %s", path)
+    try:
+        entries, facts = extract(cfg.model, text, cfg.extract, reinforced=reinforced, target_name=cfg.target[0],
+                                 trust_remote_code=cfg.trust_remote_code)
+    except NoCandidates as exc:
+        warn(f"{exc}: no anchored dictionary; generic labels come from the reinforced model alone")
+        return {}
+    write_review(path, entries, f"extracted by whp unlearn from {', '.join(cfg.target)}")
+    record["anchors"] = {"fingerprint": key, **facts}
+    write_json(out / "run.json", record)
+    return load_dictionary(path)
 
 
 def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forward | None, Forward]:
@@ -268,7 +295,7 @@ def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) 
 def run_labels(cfg: RunConfig, out: Path, record: dict) -> Path:
     """Compute generic labels for every block, in shards (resumable)."""
     text = read_text(cfg.target)
-    dictionary = _load_dictionary(cfg, text)
+    dictionary = _load_dictionary(cfg, text, out, record)
     if cfg.labels.alpha == 0 and not dictionary:
         raise WhpError("nothing to unlearn: labels.alpha is 0 and there is no anchored dictionary")
     folder = labels_folder(cfg, out, text, dictionary)
@@ -307,7 +334,7 @@ def _aligner(blocks: list[Block], dictionary: Dictionary, tokenizer, seed: int) 
 
 def finished_labels(cfg: RunConfig, out: Path) -> Path:
     text = read_text(cfg.target)
-    folder = labels_folder(cfg, out, text, _load_dictionary(cfg, text))
+    folder = labels_folder(cfg, out, text, _load_dictionary(cfg, text, out))
     if not is_complete(folder):
         raise WhpError("generic labels are not computed yet; run `whp labels` (or `whp unlearn`) first", folder)
     return folder
@@ -347,7 +374,7 @@ def model_card(cfg: RunConfig, record: dict) -> str:
 Made with `whp` by the "Who's Harry Potter?" method (Eldan & Russinovich, 2023) from
 `{cfg.model}`, forgetting the text in {', '.join(f'`{t}`' for t in cfg.target)}.
 
-- anchored dictionary: `{cfg.anchors or 'none'}`; alpha = {cfg.labels.alpha}; block size {cfg.corpus.block_size}
+- anchored dictionary: `{_dictionary_name(cfg)}`; alpha = {cfg.labels.alpha}; block size {cfg.corpus.block_size}
 - fine-tuning: {cfg.finetune.loss} labels, lr {cfg.finetune.train.lr}, {cfg.finetune.train.max_steps or cfg.finetune.train.epochs} {'steps' if cfg.finetune.train.max_steps else 'epochs'}, {'LoRA (merged)' if cfg.finetune.train.lora else 'all weights'}
 
 | stage | seconds | tokens | final loss |
@@ -356,6 +383,12 @@ Made with `whp` by the "Who's Harry Potter?" method (Eldan & Russinovich, 2023) 
 
 Measure what was forgotten and kept with `whp eval --model <this folder>`.
 """
+
+
+def _dictionary_name(cfg: RunConfig) -> str:
+    if not cfg.labels.use_dictionary:
+        return "none"
+    return cfg.anchors or "extracted from the target (anchors.yaml)"
 
 
 # ---- all stages --------------------------------------------------------------------------------

@@ -1,9 +1,7 @@
 import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers_http import closed_port_url, server_factory  # noqa: F401 (fixture)
 
 from whp.errors import WhpError
 from whp.evaluate.judges import GradeItem, JudgeError, LLMJudge, ReferenceJudge, mentions, parse_grade
@@ -43,53 +41,6 @@ def test_parse_grade():
 # ---- LLM judge against a fake OpenAI-compatible server -------------------------------------
 
 
-class FakeServer:
-    """Answers POST /v1/chat/completions with queued (status, content) replies, recording requests."""
-
-    def __init__(self, replies):
-        self.replies, self.requests, self.lock = list(replies), [], threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    status, content = outer.replies.pop(0) if outer.replies else (200, "GRADE: 0")
-                if status == 200 and not content.startswith("RAW:"):
-                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                else:
-                    payload = content.removeprefix("RAW:")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def server_factory():
-    servers = []
-
-    def make(replies):
-        servers.append(FakeServer(replies))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
-
-
 def judge_for(url, **kw):
     return LLMJudge(url, "judge-model", api_key_env="WHP_TEST_JUDGE_KEY", retry_wait=0, timeout=5, **kw)
 
@@ -111,7 +62,7 @@ def test_request_body_header_and_parsing(server_factory, monkeypatch):
     assert system["role"] == "system" and "GRADE: n" in system["content"]
     assert "the Sherlock Holmes stories" in system["content"] and "lucky guess" in system["content"]
     assert "He lived at" in user["content"] and "221B Baker Street" in user["content"]
-    assert "sk-secret" not in repr(judge) and "sk-secret" not in json.dumps(vars(judge))
+    assert "sk-secret" not in repr(judge) and "sk-secret" not in json.dumps({**vars(judge), "client": vars(judge.client)})
 
 
 def test_no_key_no_header(server_factory, monkeypatch):
@@ -148,13 +99,6 @@ def test_grade_many_keeps_order(server_factory):
     items = [GradeItem(f"p{i}", "c", ["x"]) for i in range(6)]
     assert [g for g, _ in judge_for(server.url, workers=3).grade_many(items)] == [0] * 6
     assert sorted(r["body"]["messages"][1]["content"].split()[1] for r in server.requests) == [f"p{i}" for i in range(6)]
-
-
-def closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def test_unreachable_endpoint():

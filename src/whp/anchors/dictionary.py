@@ -1,7 +1,9 @@
 """The anchored dictionary: load, validate, clean, and draw one alternative per key per block.
 
 Format (JSON or YAML): a mapping from an anchor (a target-specific expression) to one generic
-alternative or a list of them, e.g. `{"Sherlock Holmes": ["Jack Turner", "Tom Grant"]}`.
+alternative or a list of them, e.g. `{"Sherlock Holmes": ["Jack Turner", "Tom Grant"]}`, or to a
+mapping whose `alternatives` holds them (the review file written by `whp anchors`; its other
+fields, such as scores and provenance, are for people and ignored here).
 Cleaning follows the authors' preparation code (DESIGN §2.2): duplicate keys are merged with
 every alternative kept, and a key that splits into other keys is dropped, so that every
 occurrence is translated one way.
@@ -63,6 +65,11 @@ def _validate_entry(key, value, path: Path) -> tuple[str, list[str]]:
     if not isinstance(key, str) or not key.strip():
         raise WhpError(f"empty or non-string key {key!r}", path)
     key = key.strip()
+    if isinstance(value, _Pairs):  # a review-file entry: {alternatives: [...], score: ..., ...}
+        fields = dict(value)
+        if "alternatives" not in fields:
+            raise WhpError(f"key {key!r}: an entry given as a mapping needs an 'alternatives' field", path)
+        value = fields["alternatives"]
     alternatives = [value] if isinstance(value, str) else value
     if not isinstance(alternatives, list) or not alternatives:
         raise WhpError(f"key {key!r}: alternatives must be a string or a non-empty list of strings", path)
@@ -125,3 +132,20 @@ def keys_missing_from(dictionary: Dictionary, text: str) -> list[str]:
     """Keys that never occur in `text` (worth a warning: they do nothing)."""
     found = {m.group(0) for m in AnchorMatcher(dictionary).find(text)}
     return [key for key in dictionary if key not in found]
+
+
+def conflicts(entries: Entries) -> list[str]:
+    """What makes a dictionary disagree with itself (each worth a warning; cleaning still works):
+    a key given twice, an alternative that is itself a key, an alternative shared by two keys."""
+    problems, seen, owner = [], set(), {}
+    keys = {key for key, _ in entries}
+    for key, alternatives in entries:
+        if key in seen:
+            problems.append(f"key {key!r} is given more than once (its alternatives are merged)")
+        seen.add(key)
+        for alternative in alternatives:
+            if alternative in keys:
+                problems.append(f"key {key!r}: alternative {alternative!r} is itself a key")
+            if owner.setdefault(alternative, key) != key:
+                problems.append(f"alternative {alternative!r} serves both {owner[alternative]!r} and {key!r}")
+    return list(dict.fromkeys(problems))

@@ -13,18 +13,14 @@ every grade obtained so far (None where an item was not graded), so no work is l
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, Union
 
 from whp.errors import WhpError
+from whp.llm_client import ChatClient, LLMError
 
 log = logging.getLogger("whp")
 
@@ -140,23 +136,14 @@ def parse_grade(reply: str) -> Grade | None:
     return int(match.group(1)), reason[:300]
 
 
-class _Retry(Exception):
-    """A failure worth another try (network, 5xx, 429, unparsable reply)."""
-
-    def __init__(self, problem: str, unreachable: bool = False):
-        super().__init__(problem)
-        self.problem, self.unreachable = problem, unreachable
-
-
 class LLMJudge:
     """A chat model behind an OpenAI-compatible `POST {base_url}/chat/completions` grades each
     completion with the paper's 0-3 rubric (`SYSTEM_PROMPT`), replying with a last line `GRADE: n`.
 
-    The API key is read from the environment variable `api_key_env` at each request (no
-    Authorization header when it is unset, as local servers need none); it is never stored on
-    this object, logged or written anywhere. Network errors, HTTP 429/5xx and replies without a
-    grade line are retried `max_retries` times; then, or at once for other HTTP errors, a
-    `JudgeError` is raised carrying the grades obtained so far.
+    Requests go through `whp.llm_client.ChatClient`: the API key is read from the environment
+    variable `api_key_env` at each request and never stored, logged or written; network errors,
+    HTTP 429/5xx and replies without a grade line are retried `max_retries` times; then, or at
+    once for other HTTP errors, a `JudgeError` is raised carrying the grades obtained so far.
     """
 
     def __init__(
@@ -171,10 +158,9 @@ class LLMJudge:
         retry_wait: float = 1.0,
         max_tokens: int = 300,
     ):
-        self.base_url = base_url.rstrip("/")
-        self.model, self.api_key_env, self.timeout = model, api_key_env, timeout
-        self.max_retries, self.subject, self.workers = max_retries, subject, workers
-        self.retry_wait, self.max_tokens = retry_wait, max_tokens
+        self.client = ChatClient(base_url, model, api_key_env, timeout, max_retries, retry_wait, max_tokens, role="judge")
+        self.base_url, self.model, self.api_key_env = self.client.base_url, model, api_key_env
+        self.subject, self.workers = subject, workers
 
     def __repr__(self) -> str:
         return f"LLMJudge(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
@@ -189,56 +175,11 @@ class LLMJudge:
             {"role": "user", "content": USER_PROMPT.format(prompt=prompt, completion=completion, hints=hints)},
         ]
 
-    def _post(self, body: dict) -> str:
-        """The reply's text, or _Retry / JudgeError."""
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:200].decode("utf-8", "replace")
-            if key:
-                detail = detail.replace(key, "***")
-            problem = f"judge endpoint answered HTTP {exc.code}: {' '.join(detail.split())}"
-            if exc.code == 429 or exc.code >= 500:
-                raise _Retry(problem) from exc
-            raise JudgeError(problem, self.base_url) from exc
-        except (urllib.error.URLError, OSError) as exc:  # refused, DNS, timeout
-            reason = getattr(exc, "reason", exc)
-            raise _Retry(f"judge endpoint unreachable: {reason}", unreachable=True) from exc
-        try:
-            return json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise _Retry(f"judge reply is not a chat completion: {raw[:100]!r}") from exc
-
     def grade(self, prompt: str, completion: str, references: Sequence[str], themes: Sequence[str] = ()) -> Grade:
-        body = {
-            "model": self.model,
-            "messages": self.messages(prompt, completion, references, themes),
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-        }
-        problem = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.retry_wait * attempt)
-            try:
-                reply = self._post(body)
-            except _Retry as exc:
-                problem = exc.problem
-                log.debug("judge try %d failed: %s", attempt + 1, problem)
-                continue
-            grade = parse_grade(reply)
-            if grade is not None:
-                return grade
-            problem = f"judge reply has no last line 'GRADE: n': {' '.join(reply.split())[-80:]!r}"
-        raise JudgeError(f"{problem} (after {self.max_retries + 1} tries)", self.base_url)
+        try:
+            return self.client.ask(self.messages(prompt, completion, references, themes), parse_grade, "last line 'GRADE: n'")
+        except LLMError as exc:
+            raise JudgeError(exc.problem, exc.path) from exc
 
     def grade_many(self, items: Sequence[ItemLike]) -> list[Grade]:
         """Grades in item order, `workers` requests at a time. On failure, the items already in

@@ -1,0 +1,73 @@
+"""A fake OpenAI-compatible chat server on 127.0.0.1 for tests of the LLM clients (judge, anchors)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class FakeServer:
+    """Answers POST /v1/chat/completions with queued (status, content) replies, recording requests.
+    `content` may be a function of the request body; status "sleep" waits `content` seconds first."""
+
+    def __init__(self, replies, default: str = "GRADE: 0"):
+        self.replies, self.requests, self.lock, self.default = list(replies), [], threading.Lock(), default
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    status, content = outer.replies.pop(0) if outer.replies else (200, outer.default)
+                if callable(content):  # computed from the request body
+                    content = content(body)
+                if status == "sleep":  # a server that does not answer in time
+                    time.sleep(float(content))
+                    status, content = 200, outer.default
+                if status == 200 and not content.startswith("RAW:"):
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                else:
+                    payload = content.removeprefix("RAW:")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def make(replies, default: str = "GRADE: 0"):
+        servers.append(FakeServer(replies, default))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def closed_port_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
