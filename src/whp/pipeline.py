@@ -66,6 +66,8 @@ _STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative)
 
 def stage_settings(cfg: RunConfig, stage: str) -> dict:
     keys = [k for s in STAGES[: STAGES.index(stage) + 1] for k in _STAGE_INPUTS[s]]
+    if cfg.anchors or not cfg.labels.use_dictionary:  # extraction settings matter only when it runs
+        keys = [k for k in keys if k != "extract"]
     full = to_dict(cfg)
     return {key: full[key] for key in keys}
 

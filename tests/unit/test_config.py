@@ -239,3 +239,13 @@ def test_round_trip_property(tmp_path_factory, lr, alpha, block_size, steps, los
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
     write_yaml(path, to_dict(cfg))
     assert load_config(path) == cfg
+
+
+def test_extraction_settings_enter_the_labels_fingerprint_only_when_extraction_runs():
+    from whp.pipeline import stage_settings
+
+    extracting = RunConfig(model="m", target=["t.txt"])
+    given = RunConfig(model="m", target=["t.txt"], anchors="a.yaml")
+    assert "extract" in stage_settings(extracting, "labels")
+    assert "extract" not in stage_settings(given, "labels")
+    assert "extract" not in stage_settings(extracting, "reinforce")
