@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--steps", type=int, nargs="+", required=True, help="step counts at which to save and evaluate")
     parser.add_argument("--name", help="label of this run (default: method and overrides)")
+    parser.add_argument("--group", help="curve this run's points join in the sweep report (default: --name)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--split", default="tune", choices=["tune", "heldout"])
     parser.add_argument("--metrics", nargs="+", help="subset of the demo's metrics (default: all five)")
@@ -51,6 +52,9 @@ def main() -> None:
     if settings.train.schedule != "constant":
         raise SystemExit("the steps axis is exact only with a constant lr: --set <method>.train.schedule=constant")
     name = args.name or "_".join([args.method, *(o.split(".")[-1] for o in args.overrides)])
+    state = args.out / "work" / name / "checkpoint" / "state.json"
+    if state.is_file() and json.loads(state.read_text())["step"] > min(args.steps):
+        raise SystemExit(f"{state.parent} is past step {min(args.steps)} already: choose another --name")
     tokenizer = load_tokenizer(cfg.model)
     width = cfg.corpus.block_size
     target = lm_examples(load_blocks(cfg.target, tokenizer, cfg.corpus), is_retain=False, width=width)
@@ -73,7 +77,7 @@ def main() -> None:
         metrics = evaluate_model(str(folder), label, eval_cfg, args.out / "eval")
         if not args.keep_models:
             shutil.rmtree(folder.parent)
-        row = {"label": label, "method": args.method, "overrides": args.overrides, "steps": steps,
+        row = {"label": label, "group": args.group or name, "method": args.method, "overrides": args.overrides, "steps": steps,
                "tokens": result.tokens, "train_seconds": round(seconds, 1), "final_loss": result.losses[-1], **metrics}
         with open(args.out / "sweep.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -51,6 +51,8 @@ class InferenceWHP(PreTrainedModel, GenerationMixin):
         """`reinforced`: a PeftModel (then `baseline` is None: the adapter disabled) or a full model
         beside `baseline`."""
         super().__init__(copy.deepcopy(reinforced.config))  # a copy: PreTrainedModel edits its config
+        if getattr(reinforced, "generation_config", None) is not None:
+            self.generation_config = copy.deepcopy(reinforced.generation_config)  # the baseline's defaults
         self.reinforced = reinforced
         self.baseline = baseline
         self.alpha = alpha

@@ -240,27 +240,38 @@ def _scatter_panels(summary: Summary, familiarity: str) -> list[tuple[str, dict[
     return panels
 
 
+def _point_name(model: str, group: str | None) -> str:
+    """A point's annotation: the model's label, less its method's name when that prefixes it
+    ("npo_lr1e-4-s80" in sweep "npo_lr1e-4" → "s80"; a run named like its method → no text)."""
+    if group is None or not model.startswith(group):
+        return model
+    return model[len(group) :].strip("-_ ")
+
+
 def _familiarity_scatter(summary: Summary, methods: dict[str, str] | None = None) -> Figure | None:
     """Familiarity (y) against general ability (x), one labelled point per model; None if unplottable.
     With `methods` (model → method), points are coloured by method and each method's points
-    (a sweep) joined by a line in order of x."""
+    (a sweep) joined by a line in the order given. Perplexity is on a log scale."""
     familiarity = next((m for m in FAMILIARITY_FOR_SCATTER if any(m in row for row in summary.values())), None)
     panels = _scatter_panels(summary, familiarity) if familiarity else []
     if not panels:
         return None
     group_of = methods or {model: model for model in summary}
     colours = _colours(list(dict.fromkeys(group_of.get(m, m) for m in summary)))
-    fig = Figure(figsize=(5.4, 3.2 * len(panels)), layout="constrained")
+    fig = Figure(figsize=(6.0, 3.6 * len(panels)), layout="constrained")
     for ax, (label, points) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):
         groups: dict[str, list[tuple[float, float, str]]] = {}
         for model, (x, y) in points.items():
             groups.setdefault(group_of.get(model, model), []).append((x, y, model))
         for group, members in groups.items():
-            members.sort()
             ax.plot([x for x, _, _ in members], [y for _, y, _ in members], "-o", ms=7, color=colours[group],
                     label=group if methods else None)
             for x, y, model in members:
-                ax.annotate(model, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8 if methods else 9)
+                name = _point_name(model, group if methods else None)
+                if name:
+                    ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8 if methods else 9)
+        if label.startswith("retain perplexity"):
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(f"{familiarity} (lower = forgotten)")
         ax.margins(0.25)
