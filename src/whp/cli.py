@@ -13,7 +13,7 @@ from whp.errors import WhpError
 log = logging.getLogger("whp")
 
 _STAGE_COMMANDS = {
-    "unlearn": (("reinforce", "labels", "finetune"), "run every stage: reinforced model, generic labels, fine-tuning"),
+    "unlearn": (None, "run every stage of the method (WHP: reinforced model, generic labels, fine-tuning)"),
     "reinforce": (("reinforce",), "stage 1: fine-tune the baseline further on the target (OUT/reinforced)"),
     "labels": (("labels",), "stage 2: generic labels from the baseline, reinforced model and dictionary (OUT/labels)"),
     "finetune": (("finetune",), "stage 3: fine-tune the baseline on the generic labels (OUT/model)"),
@@ -21,10 +21,13 @@ _STAGE_COMMANDS = {
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", help="whp (default: the paper's fine-tuning on generic labels), whp-inference (generic "
+                                         "logits at inference time, no fine-tuning), ga (gradient ascent), gd (gradient "
+                                         "difference, needs --retain), npo (negative preference optimisation)")
     parser.add_argument("--model", help="baseline model folder, hub id, or 'smollm2-135m-instruct'")
     parser.add_argument("--target", nargs="+", help="text file(s) to forget")
-    parser.add_argument("--anchors", help="anchored dictionary (JSON or YAML): anchor -> generic alternatives")
-    parser.add_argument("--retain", nargs="+", help="general text the model must keep predicting as before (optional)")
+    parser.add_argument("--anchors", help="anchored dictionary (JSON or YAML): anchor -> generic alternatives (whp only)")
+    parser.add_argument("--retain", nargs="+", help="general text the model must keep predicting as before (whp, gd, npo; optional but for gd)")
     parser.add_argument("--reinforced", help="use this reinforced model or LoRA adapter folder instead of training one")
     parser.add_argument("--out", required=True, type=Path, help="run folder (re-run the same command to resume)")
     parser.add_argument("--config", help="YAML config; flags and --set override it")
@@ -41,6 +44,12 @@ def make_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in _STAGE_COMMANDS.items():
         _add_run_arguments(commands.add_parser(name, help=help_text, description=help_text))
     _add_eval_arguments(commands.add_parser("eval", help="measure familiarity, general ability, memorisation, relearning"))
+    compare = commands.add_parser("compare", help="evaluate several runs (any method) and their baseline alike: one report",
+                                  description="Evaluate the model of each run folder and the baseline they were made from "
+                                              "with the same metrics; write OUT/compare.json and OUT/report.html.")
+    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="finished `whp unlearn` folders")
+    compare.add_argument("--baseline", help="the model to compare against (default: the one the runs were made from)")
+    _add_eval_arguments(compare, models=False)
     prompts = commands.add_parser("prompts", help="draft completion prompts from a target text and an anchored dictionary (offline)")
     prompts.add_argument("--target", nargs="+", required=True, help="target text file(s)")
     prompts.add_argument("--anchors", required=True, help="anchored dictionary: prompts are cut just before its terms")
@@ -99,8 +108,9 @@ def _anchors(args: argparse.Namespace) -> None:
           f"from {facts['candidates']} candidates in {facts['seconds']:.0f} s: {args.out}")
 
 
-def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True, help="model folder (repeat to compare models)")
+def _add_eval_arguments(parser: argparse.ArgumentParser, models: bool = True) -> None:
+    if models:
+        parser.add_argument("--model", action="append", required=True, help="model folder (repeat to compare models)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (re-run to finish missing metrics)")
     parser.add_argument("--prompts", nargs="+", default=[],
                         help="prompt files: probability prompts ({prompt, continuations}) or completion prompts "
@@ -116,19 +126,32 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
 
 
-def _eval(args: argparse.Namespace) -> None:
+def _eval_config(args: argparse.Namespace):
     from whp.config import load_config
     from whp.evaluate.prompts import prompt_file_kind
-    from whp.evaluate.suite import EvalConfig, evaluate
+    from whp.evaluate.suite import EvalConfig
 
     by_kind: dict[str, list[str]] = {"probability": [], "completion": []}
     for path in args.prompts:
         by_kind[prompt_file_kind(path)].append(path)
-    cfg = load_config(args.config, args.overrides, cls=EvalConfig, probability_prompts=by_kind["probability"],
-                      completion_prompts=by_kind["completion"], metrics=args.metrics, benchmarks=args.benchmarks,
-                      benchmark_data=args.benchmark_data, benchmark_limit=args.limit, judge=args.judge,
-                      llm_url=args.llm_url, llm_model=args.llm_model)
-    summary = evaluate(args.model, cfg, args.out)
+    return load_config(args.config, args.overrides, cls=EvalConfig, probability_prompts=by_kind["probability"],
+                       completion_prompts=by_kind["completion"], metrics=args.metrics, benchmarks=args.benchmarks,
+                       benchmark_data=args.benchmark_data, benchmark_limit=args.limit, judge=args.judge,
+                       llm_url=args.llm_url, llm_model=args.llm_model)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from whp.evaluate.suite import evaluate
+
+    summary = evaluate(args.model, _eval_config(args), args.out)
+    print(format_table(summary))
+    print(f"report: {args.out / 'report.html'}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from whp.compare import compare
+
+    summary = compare(args.runs, _eval_config(args), args.out, args.baseline)
     print(format_table(summary))
     print(f"report: {args.out / 'report.html'}")
 
@@ -149,8 +172,9 @@ def _run_stages(args: argparse.Namespace) -> None:
     from whp.config import load_config
     from whp.pipeline import run_unlearn
 
-    cfg = load_config(args.config, args.overrides, model=args.model, target=args.target, anchors=args.anchors,
-                      retain=args.retain, reinforced=args.reinforced, trust_remote_code=args.trust_remote_code)
+    cfg = load_config(args.config, args.overrides, method=args.method, model=args.model, target=args.target,
+                      anchors=args.anchors, retain=args.retain, reinforced=args.reinforced,
+                      trust_remote_code=args.trust_remote_code)
     stages, _ = _STAGE_COMMANDS[args.command]
     result = run_unlearn(cfg, args.out, overwrite=args.overwrite, stages=stages)
     print(f"done: {result}")
@@ -182,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
-        {"demo": _demo, "eval": _eval, "prompts": _prompts, "anchors": _anchors}.get(args.command, _run_stages)(args)
+        {"demo": _demo, "eval": _eval, "compare": _compare, "prompts": _prompts, "anchors": _anchors}.get(args.command, _run_stages)(args)
     except WhpError as exc:
         print(f"whp: error: {exc}", file=sys.stderr)
         return 2

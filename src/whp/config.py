@@ -17,9 +17,15 @@ import yaml
 
 from whp.anchors.extract import ExtractConfig
 from whp.corpus import CorpusConfig
-from whp.errors import WhpError
+from whp.errors import WhpError, warn
 from whp.generic import LabelsConfig
+from whp.methods import LOSS_METHODS
+from whp.methods.ga import GAConfig
+from whp.methods.gd import GDConfig
+from whp.methods.npo import NPOConfig
 from whp.train import TrainConfig
+
+METHODS = ("whp", "whp-inference", *LOSS_METHODS)
 
 
 @dataclass
@@ -51,9 +57,22 @@ class FinetuneConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """`--method whp-inference`: no fine-tuning; the baseline and reinforced logits are combined
+    at inference time, v_B − α·ReLU(v_R − v_B) on the same input (whp.inference)."""
+
+    alpha: float = field(default=5.0, metadata={"help": "α of v_B − α·ReLU(v_R − v_B) (the paper's label stage: 5)"})
+
+    def __post_init__(self) -> None:
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {self.alpha}")
+
+
+@dataclass
 class RunConfig:
     """Everything a `whp unlearn` run depends on."""
 
+    method: str = field(default="whp", metadata={"help": f"unlearning method: {', '.join(METHODS)}"})
     model: str = field(default="", metadata={"help": "baseline model: a folder, a hub id, or 'smollm2-135m-instruct'"})
     target: list[str] = field(default_factory=list, metadata={"help": "text file(s) to forget"})
     anchors: str | None = field(default=None, metadata={"help": "anchored dictionary, JSON or YAML; none = extracted from the target (see extract)"})
@@ -65,14 +84,27 @@ class RunConfig:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig, metadata={"help": "dictionary extraction when no anchors are given"})
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    ga: GAConfig = field(default_factory=GAConfig)
+    gd: GDConfig = field(default_factory=GDConfig)
+    npo: NPOConfig = field(default_factory=NPOConfig)
 
     def check(self) -> None:
+        if self.method not in METHODS:
+            raise WhpError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
         if not self.model:
             raise WhpError("no model given (--model or `model:` in the config)")
         if not self.target:
             raise WhpError("no target text given (--target or `target:` in the config)")
-        if self.finetune.loss == "soft" and not self.labels.top_k:
+        if self.method == "whp" and self.finetune.loss == "soft" and not self.labels.top_k:
             raise WhpError("finetune.loss=soft needs labels.top_k > 0")
+        method = LOSS_METHODS.get(self.method)
+        if method and method.needs_retain and not self.retain:
+            raise WhpError(f"method {self.method} needs retain text (--retain)")
+        if method and self.retain and not method.uses_retain:
+            warn(f"method {self.method} uses no retain text: --retain is ignored")
+        if self.anchors and self.method != "whp":
+            warn(f"method {self.method} uses no anchored dictionary: --anchors is ignored")
 
 
 def _coerce(value: Any, annotation: Any, name: str, default: Any) -> Any:

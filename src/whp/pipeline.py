@@ -1,11 +1,16 @@
-"""The three stages of `whp unlearn` over one run folder, resumable and checked.
+"""The stages of `whp unlearn` over one run folder, resumable and checked.
+
+Each method is a sequence of stages (`METHOD_STAGES`): WHP's three (reinforce, labels,
+finetune); the inference-time variant's two (reinforce, wrap); one stage for each method that
+is a loss over the baseline (ga, gd, npo; `whp.methods.LOSS_METHODS`).
 
 Run folder layout:
     config.yaml          the resolved configuration (latest)
-    run.json             versions, per-stage settings fingerprint, timings and token counts
+    run.json             method, versions, per-stage settings fingerprint, timings and token counts
     reinforced/          stage 1: the reinforced model (LoRA adapter or full model) + tokenizer
     labels/<fp>/         stage 2: generic-label shards keyed by a fingerprint of their inputs
-    model/               stage 3: the unlearned model, loads with `from_pretrained`
+    model/               the unlearned model, loads with `from_pretrained` (whp-inference: the
+                         wrapper's folder, loads with `whp.models.load_model`)
     work/<stage>/        checkpoints and training logs
 Every output is written to a temporary sibling and renamed into place, so a folder that
 exists is finished; a re-run skips finished stages and resumes unfinished ones.
@@ -38,9 +43,12 @@ from whp.corpus import Block, load_blocks, read_text
 from whp.errors import WhpError, warn
 from whp.files import atomic_folder, read_json, write_json, write_yaml
 from whp.generic import Forward, compute_labels, fingerprint, identity_alignment, is_complete, load_examples, mark_complete
+from whp.inference import write_inference_folder
+from whp.methods import LOSS_METHODS
 from whp.methods.lm import lm_examples, lm_loss
 from whp.methods.whp import whp_loss
 from whp.models import (
+    DEMO_MODEL_ALIAS,
     add_lora,
     check_same_vocabulary,
     default_device,
@@ -57,15 +65,28 @@ from whp.translate import align_block
 log = logging.getLogger("whp")
 
 STAGES = ("reinforce", "labels", "finetune")
-_STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative)
-    "reinforce": ("model", "target", "trust_remote_code", "corpus", "reinforced", "reinforce"),
+METHOD_STAGES = {
+    "whp": STAGES,
+    "whp-inference": ("reinforce", "wrap"),
+    **{name: (name,) for name in LOSS_METHODS},
+}
+_BASELINE_INPUTS = ("model", "target", "trust_remote_code", "corpus")
+_STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative over a method's stages)
+    "reinforce": (*_BASELINE_INPUTS, "reinforced", "reinforce"),
     "labels": ("anchors", "extract", "retain", "labels"),
     "finetune": ("finetune",),
+    "wrap": ("inference",),
+    **{name: (*_BASELINE_INPUTS, *(("retain",) if m.uses_retain else ()), name) for name, m in LOSS_METHODS.items()},
+}
+_STAGE_OUTPUTS = {
+    "reinforce": ["reinforced", "work/reinforce"], "labels": ["labels"], "finetune": ["model", "work/finetune"],
+    "wrap": ["model"], **{name: ["model", f"work/{name}"] for name in LOSS_METHODS},
 }
 
 
 def stage_settings(cfg: RunConfig, stage: str) -> dict:
-    keys = [k for s in STAGES[: STAGES.index(stage) + 1] for k in _STAGE_INPUTS[s]]
+    stages = METHOD_STAGES[cfg.method]
+    keys = [k for s in stages[: stages.index(stage) + 1] for k in _STAGE_INPUTS[s]]
     if cfg.anchors or not cfg.labels.use_dictionary:  # extraction settings matter only when it runs
         keys = [k for k in keys if k != "extract"]
     full = to_dict(cfg)
@@ -114,8 +135,15 @@ def prepare_run_folder(cfg: RunConfig, out: Path, overwrite: bool) -> dict:
             raise WhpError("output folder is not empty and holds no whp run; use --overwrite or another --out", out)
         shutil.rmtree(out)
     record = read_json(record_path) if record_path.is_file() else {"stages": {}}
+    made_with = record.get("method", "whp")  # runs from before other methods existed are WHP runs
+    if record["stages"] and made_with != cfg.method:
+        if not overwrite:
+            raise WhpError(f"holds a run of method {made_with!r}, not {cfg.method!r}; use --overwrite to replace it, or another --out", out)
+        shutil.rmtree(out)
+        record = {"stages": {}}
     old_config = yaml.safe_load((out / "config.yaml").read_text()) if (out / "config.yaml").is_file() else {}
-    for position, stage in enumerate(STAGES):
+    stages = METHOD_STAGES[cfg.method]
+    for position, stage in enumerate(stages):
         done = record["stages"].get(stage)
         if done and done["settings"] != fingerprint(stage_settings(cfg, stage)):
             if not overwrite:
@@ -127,20 +155,19 @@ def prepare_run_folder(cfg: RunConfig, out: Path, overwrite: bool) -> dict:
                     f"({', '.join(changed) or 'inputs changed'}); use --overwrite to redo it, or another --out",
                     out,
                 )
-            for later in STAGES[position:]:
+            for later in stages[position:]:
                 _remove_stage(out, later)
                 record["stages"].pop(later, None)
             break
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / "config.yaml", to_dict(cfg))
-    record.update(whp=whp.__version__, versions=_versions(), command=sys.argv)
+    record.update(method=cfg.method, whp=whp.__version__, versions=_versions(), command=sys.argv)
     write_json(record_path, record)
     return record
 
 
 def _remove_stage(out: Path, stage: str) -> None:
-    targets = {"reinforce": ["reinforced", "work/reinforce"], "labels": ["labels"], "finetune": ["model", "work/finetune"]}
-    for name in targets[stage]:
+    for name in _STAGE_OUTPUTS[stage]:
         shutil.rmtree(out / name, ignore_errors=True)
     log.info("removed stage %s (its settings changed)", stage)
 
@@ -365,6 +392,83 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     return destination
 
 
+# ---- methods that are one loss over the baseline (ga, gd, npo) ---------------------------------
+
+
+def run_loss_method(cfg: RunConfig, out: Path, record: dict) -> Path:
+    """Train the baseline with the method's loss on the target (and retain) blocks; DIR/model."""
+    destination = out / "model"
+    if destination.is_dir():
+        return destination
+    started = time.perf_counter()
+    method, settings = LOSS_METHODS[cfg.method], getattr(cfg, cfg.method)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    width = cfg.corpus.block_size
+    target = lm_examples(load_blocks(cfg.target, tokenizer, cfg.corpus), is_retain=False, width=width)
+    retain = []
+    if cfg.retain and method.uses_retain:
+        retain = lm_examples(load_blocks(cfg.retain, tokenizer, cfg.corpus), is_retain=True, width=width)
+    model = trainable_baseline(cfg, settings.train)
+    examples, loss_fn = method.prepare(model, target, retain, settings)
+    result = train(model, examples, loss_fn, settings.train, out / "work" / cfg.method, cfg.method)
+    model = peft_adapter.merged(model)
+    _record_stage(out, record, cfg, cfg.method, time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
+                  first_loss=result.losses[0], final_loss=result.losses[-1], blocks=len(target), retain_blocks=len(retain))
+    save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    return destination
+
+
+# ---- inference-time WHP: the wrapper's folder ----------------------------------------------------
+
+
+def _portable_name(model: str) -> str:
+    """How the wrapper's folder names the baseline: the demo alias and hub ids as given, a local
+    folder by its absolute path."""
+    return str(Path(model).resolve()) if model != DEMO_MODEL_ALIAS and Path(model).exists() else model
+
+
+def run_wrap(cfg: RunConfig, out: Path, record: dict) -> Path:
+    """Write DIR/model: the folder form of `whp.inference.InferenceWHP` over baseline and R."""
+    destination = out / "model"
+    if destination.is_dir():
+        return destination
+    started = time.perf_counter()
+    reinforced = reinforced_path(cfg, out)
+    if not reinforced.is_dir():
+        raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", reinforced)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if (reinforced / "tokenizer.json").is_file() or (reinforced / "tokenizer_config.json").is_file():
+        check_same_vocabulary(tokenizer, load_tokenizer(reinforced, cfg.trust_remote_code), cfg.model, str(reinforced))
+    _record_stage(out, record, cfg, "wrap", time.perf_counter() - started, alpha=cfg.inference.alpha)
+    write_inference_folder(destination, _portable_name(cfg.model), reinforced, cfg.inference.alpha, tokenizer,
+                           model_card(cfg, record))
+    return destination
+
+
+# ---- model card ----------------------------------------------------------------------------------
+
+
+def _training_line(train_cfg: TrainConfig) -> str:
+    length = f"{train_cfg.max_steps} steps" if train_cfg.max_steps else f"{train_cfg.epochs} epochs"
+    batch = f"batch {train_cfg.batch_size}x{train_cfg.grad_accum}"
+    return f"lr {train_cfg.lr}, {length}, {batch}, {'LoRA (merged)' if train_cfg.lora else 'all weights'}"
+
+
+def _method_lines(cfg: RunConfig) -> str:
+    if cfg.method == "whp":
+        return (f"by the \"Who's Harry Potter?\" method (Eldan & Russinovich, 2023)\n\n"
+                f"- anchored dictionary: `{_dictionary_name(cfg)}`; alpha = {cfg.labels.alpha}; block size {cfg.corpus.block_size}\n"
+                f"- fine-tuning: {cfg.finetune.loss} labels, {_training_line(cfg.finetune.train)}")
+    if cfg.method == "whp-inference":
+        return ("by inference-time WHP (no fine-tuning: the logits are v_B − α·ReLU(v_R − v_B) on the same input)\n\n"
+                f"- alpha = {cfg.inference.alpha}; reinforced model: {'`' + cfg.reinforced + '`' if cfg.reinforced else 'trained on the target'}\n"
+                "- load with `whp.models.load_model(<this folder>)` (not `from_pretrained`)")
+    settings = getattr(cfg, cfg.method)
+    retain = f"; retain text: {', '.join(f'`{r}`' for r in cfg.retain)}" if cfg.retain and LOSS_METHODS[cfg.method].uses_retain else ""
+    return (f"by `{cfg.method}`: {LOSS_METHODS[cfg.method].description}\n\n"
+            f"- training: {_training_line(settings.train)}; block size {cfg.corpus.block_size}{retain}")
+
+
 def model_card(cfg: RunConfig, record: dict) -> str:
     """A Markdown card for the model folder: what was forgotten, how, and what it cost."""
     rows = "\n".join(
@@ -373,11 +477,8 @@ def model_card(cfg: RunConfig, record: dict) -> str:
     )
     return f"""# Unlearned model (whp {whp.__version__})
 
-Made with `whp` by the "Who's Harry Potter?" method (Eldan & Russinovich, 2023) from
-`{cfg.model}`, forgetting the text in {', '.join(f'`{t}`' for t in cfg.target)}.
-
-- anchored dictionary: `{_dictionary_name(cfg)}`; alpha = {cfg.labels.alpha}; block size {cfg.corpus.block_size}
-- fine-tuning: {cfg.finetune.loss} labels, lr {cfg.finetune.train.lr}, {cfg.finetune.train.max_steps or cfg.finetune.train.epochs} {'steps' if cfg.finetune.train.max_steps else 'epochs'}, {'LoRA (merged)' if cfg.finetune.train.lora else 'all weights'}
+Made with `whp unlearn --method {cfg.method}` from `{cfg.model}`, forgetting the text in
+{', '.join(f'`{t}`' for t in cfg.target)}, {_method_lines(cfg)}
 
 | stage | seconds | tokens | final loss |
 |---|---|---|---|
@@ -396,24 +497,34 @@ def _dictionary_name(cfg: RunConfig) -> str:
 # ---- all stages --------------------------------------------------------------------------------
 
 
-def run_unlearn(cfg: RunConfig, out: Path, overwrite: bool = False, stages: tuple[str, ...] = STAGES) -> Path:
-    """Run (or resume) the chosen stages in order; returns the last stage's output."""
+def run_unlearn(cfg: RunConfig, out: Path, overwrite: bool = False, stages: tuple[str, ...] | None = None) -> Path:
+    """Run (or resume) the chosen stages of the method (default: all) in order; returns the last
+    stage's output."""
     cfg.check()
+    method_stages = METHOD_STAGES[cfg.method]
+    stages = method_stages if stages is None else stages
+    foreign = [stage for stage in stages if stage not in method_stages]
+    if foreign:
+        raise WhpError(f"stage {foreign[0]!r} is not part of method {cfg.method!r} (its stages: {', '.join(method_stages)})")
     if "labels" in stages and cfg.anchors and cfg.labels.use_dictionary:
         load_dictionary(cfg.anchors)  # a bad dictionary fails now, not after the reinforcement stage
     out = Path(out)
     record = prepare_run_folder(cfg, out, overwrite)
-    if (out / "model").is_dir() and "finetune" in stages:
+    if (out / "model").is_dir() and method_stages[-1] in stages:
         log.info("the run is complete: %s", out / "model")
         return out / "model"
     result = None
-    if "reinforce" in stages and cfg.labels.alpha > 0:
+    if "reinforce" in stages and (cfg.method == "whp-inference" or cfg.labels.alpha > 0):
         result = run_reinforce(cfg, out, record)
     if "labels" in stages:
         result = run_labels(cfg, out, record)
     if "finetune" in stages:
         folder = result if "labels" in stages else finished_labels(cfg, out)
         result = run_finetune(cfg, out, record, folder)
+    if "wrap" in stages:
+        result = run_wrap(cfg, out, record)
+    if cfg.method in LOSS_METHODS:
+        result = run_loss_method(cfg, out, record)
     if (out / "model").is_dir():
         record["status"] = "complete"
         write_json(out / "run.json", record)

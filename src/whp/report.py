@@ -26,6 +26,7 @@ from whp.files import atomic_write_bytes
 
 Summary = dict[str, dict[str, float]]  # model label → metric → value
 Details = dict[str, dict[str, dict]]  # model label → metric → that metric's JSON
+Runs = dict[str, dict]  # model label → the run that made it: {"method", "steps", "trained_tokens", "seconds"} (whp compare)
 
 # metric → (group, direction). Direction says which way "forgotten" or "kept" lies.
 FORGET_LOWER = "lower = forgotten"
@@ -239,22 +240,44 @@ def _scatter_panels(summary: Summary, familiarity: str) -> list[tuple[str, dict[
     return panels
 
 
-def _familiarity_scatter(summary: Summary) -> Figure | None:
-    """Familiarity (y) against general ability (x), one labelled point per model; None if unplottable."""
+def _point_name(model: str, group: str | None) -> str:
+    """A point's annotation: the model's label, less its method's name when that prefixes it
+    ("npo_lr1e-4-s80" in sweep "npo_lr1e-4" → "s80"; a run named like its method → no text)."""
+    if group is None or not model.startswith(group):
+        return model
+    return model[len(group) :].strip("-_ ")
+
+
+def _familiarity_scatter(summary: Summary, methods: dict[str, str] | None = None) -> Figure | None:
+    """Familiarity (y) against general ability (x), one labelled point per model; None if unplottable.
+    With `methods` (model → method), points are coloured by method and each method's points
+    (a sweep) joined by a line in the order given. Perplexity is on a log scale."""
     familiarity = next((m for m in FAMILIARITY_FOR_SCATTER if any(m in row for row in summary.values())), None)
     panels = _scatter_panels(summary, familiarity) if familiarity else []
     if not panels:
         return None
-    colours = _colours(list(summary))
-    fig = Figure(figsize=(5.4, 3.2 * len(panels)), layout="constrained")
+    group_of = methods or {model: model for model in summary}
+    colours = _colours(list(dict.fromkeys(group_of.get(m, m) for m in summary)))
+    fig = Figure(figsize=(6.0, 3.6 * len(panels)), layout="constrained")
     for ax, (label, points) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):
+        groups: dict[str, list[tuple[float, float, str]]] = {}
         for model, (x, y) in points.items():
-            ax.scatter([x], [y], s=60, color=colours[model])
-            ax.annotate(model, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+            groups.setdefault(group_of.get(model, model), []).append((x, y, model))
+        for group, members in groups.items():
+            ax.plot([x for x, _, _ in members], [y for _, y, _ in members], "-o", ms=7, color=colours[group],
+                    label=group if methods else None)
+            for x, y, model in members:
+                name = _point_name(model, group if methods else None)
+                if name:
+                    ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8 if methods else 9)
+        if label.startswith("retain perplexity"):
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(f"{familiarity} (lower = forgotten)")
         ax.margins(0.25)
         ax.grid(alpha=0.3)
+        if methods:
+            ax.legend(fontsize=8)
     return fig
 
 
@@ -369,41 +392,77 @@ def _img(caption: str, fig: Figure) -> str:
     return f'<img alt="{_esc(caption)}" src="data:image/png;base64,{_png(fig)}">'
 
 
-def _scatter_html(summary: Summary) -> str:
-    fig = _familiarity_scatter(summary)
+def _scatter_html(summary: Summary, methods: dict[str, str] | None = None) -> str:
+    fig = _familiarity_scatter(summary, methods)
     if fig is None:
         return ""
     caption = "Familiarity against general ability"
     return f"<div><h2>{caption}</h2><p>Best: low (forgotten) and on the 'kept' side.</p>{_img(caption, fig)}</div>"
 
 
-def report_html(summary: Summary, details: Details, title: str = DEFAULT_TITLE) -> str:
+RUN_COLUMNS = ("familiarity_probability", "familiarity_completion", "retain_perplexity", "side_effect_probability",
+               "side_effect_completion")
+
+
+def _change(value: Any, reference: Any) -> str:
+    if not _finite(value) or not _finite(reference) or not reference:
+        return ""
+    return f' <span class="delta">({100 * (value - reference) / reference:+.1f} %)</span>'
+
+
+def runs_table_html(summary: Summary, runs: Runs) -> str:
+    """One row per model: its method, the compute its run used, and the headline metrics with their
+    change from the first model (the baseline), in per cent."""
+    reference = summary[next(iter(summary))]
+    columns = [m for m in RUN_COLUMNS if any(m in row for row in summary.values())]
+    accuracy = {m: mean_benchmark_accuracy(row) for m, row in summary.items()}
+    rows = []
+    for model, row in summary.items():
+        run = runs.get(model, {})
+        budget = "".join(_num(run.get(key)) for key in ("steps", "trained_tokens", "seconds"))
+        cells = "".join(_num(row.get(m), _change(row.get(m), reference.get(m))) for m in columns)
+        if any(a is not None for a in accuracy.values()):
+            cells += _num(accuracy[model], _change(accuracy[model], accuracy[next(iter(summary))]))
+        rows.append(f"<tr><td>{_esc(model)}</td><td>{_esc(run.get('method', '—'))}</td>{budget}{cells}</tr>")
+    head = ["model", "method", "training steps", "trained tokens", "seconds", *columns]
+    head += ["mean benchmark accuracy"] if any(a is not None for a in accuracy.values()) else []
+    note = ("<p>Trained tokens: tokens that went through a forward and backward pass (every training stage); "
+            "seconds: the run's wall time. Changes in brackets are against the first model.</p>")
+    return "<h2>Methods side by side</h2>" + _table(head, rows) + note
+
+
+def report_html(summary: Summary, details: Details, title: str = DEFAULT_TITLE, runs: Runs | None = None) -> str:
     """The whole report as one HTML string, images inlined: table and scatter side by side on
-    top, then a bar chart per metric group, then completions side by side."""
+    top, then a bar chart per metric group, then completions side by side. With `runs` (whp
+    compare), a methods table comes first and the scatter groups points by method."""
     if not summary:
         raise WhpError("no metrics to report")
     plots = "".join(f"<h3>{_esc(group)}</h3>{_img(group, fig)}" for group, fig in group_figures(summary))
+    methods = {model: run["method"] for model, run in runs.items() if "method" in run} if runs else None
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
         f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>"
         f"<p>Models: {', '.join(_esc(m) for m in summary)}.</p>"
+        f"{runs_table_html(summary, runs) if runs else ''}"
         f'<div class="top"><div><h2>Metrics</h2>{metrics_table_html(summary)}{relearn_table_html(details)}</div>'
-        f"{_scatter_html(summary)}</div>"
+        f"{_scatter_html(summary, methods)}</div>"
         f"<h2>Metrics by group</h2>{plots}{completions_html(details)}</body></html>\n"
     )
 
 
-def write_report(summary: Summary, details: Details, out_path: str | Path, title: str = DEFAULT_TITLE) -> Path:
+def write_report(summary: Summary, details: Details, out_path: str | Path, title: str = DEFAULT_TITLE,
+                 runs: Runs | None = None) -> Path:
     """Write the HTML report (atomically) and return its path."""
     out_path = Path(out_path)
-    atomic_write_bytes(out_path, report_html(summary, details, title).encode("utf-8"))
+    atomic_write_bytes(out_path, report_html(summary, details, title, runs).encode("utf-8"))
     return out_path
 
 
-def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str = DEFAULT_TITLE) -> Path:
+def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str = DEFAULT_TITLE,
+                 runs: Runs | None = None) -> Path:
     """Evaluation folders → HTML report in one call."""
     summary, details = load_results(folders)
-    return write_report(summary, details, out_path, title)
+    return write_report(summary, details, out_path, title, runs)
 
 
 # ---- model card -----------------------------------------------------------------------------

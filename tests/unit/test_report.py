@@ -127,3 +127,30 @@ def test_odd_values_still_render():
     page = report_html(summary, {})
     assert "inf" in page and "nan" in page and "n/a" in page and "extra_8" in page
     assert page.count("data:image/png;base64,") == 3  # familiarity, retained ability, other; no scatter point
+
+
+def test_runs_table_names_methods_compute_and_changes():
+    runs = {"base": {"method": "baseline"},
+            "unlearned": {"method": "npo", "steps": 40, "trained_tokens": 40800, "seconds": 312.5}}
+    page = report_html(SUMMARY, _details(), runs=runs)
+    table = page.split("<h2>Methods side by side</h2>")[1].split("</table>")[0]
+    assert "npo" in table and "baseline" in table and "40800" in table.replace(",", "")
+    assert "(-92.2 %)" in table  # familiarity_probability 0.231 → 0.018
+    assert "(+8.2 %)" in table  # retain_perplexity 18.4 → 19.9
+    assert "(-1.7 %)" in table  # mean benchmark accuracy 0.6345 → 0.624
+    assert page.count("data:image/png;base64,") >= 2
+
+
+def test_scatter_groups_a_sweep_and_names_its_points():
+    from whp.report import _familiarity_scatter, _point_name
+
+    assert _point_name("npo_lr1e-4-s80", "npo_lr1e-4") == "s80"
+    assert _point_name("npo", "npo") == ""
+    assert _point_name("base", "baseline") == "base"
+    summary = {"base": SUMMARY["base"], **{f"ga-s{k}": {**SUMMARY["unlearned"], "retain_perplexity": 19 + k} for k in (1, 2, 3)}}
+    fig = _familiarity_scatter(summary, {"base": "baseline", **{f"ga-s{k}": "ga" for k in (1, 2, 3)}})
+    perplexity_axis = fig.axes[0]
+    assert perplexity_axis.get_xscale() == "log"
+    lines = {line.get_label(): line for line in perplexity_axis.get_lines()}
+    assert list(lines["ga"].get_xdata()) == [20, 21, 22] and len(lines["baseline"].get_xdata()) == 1
+    assert {t.get_text() for t in perplexity_axis.texts} == {"base", "s1", "s2", "s3"}

@@ -138,6 +138,12 @@ def _membership(model, tok, cfg: EvalConfig, path: str) -> dict:
 def _relearn(model, tok, cfg: EvalConfig, path: str) -> dict:
     """The attack trains a fresh copy loaded from `path`; the probe is probability familiarity."""
     from whp.evaluate.relearn import relearning_attack
+    from whp.inference import InferenceWHP
+
+    if isinstance(model, InferenceWHP):
+        reason = "not defined for the inference-time WHP wrapper (no weights of its own to fine-tune)"
+        log.warning("%s: relearn_familiarity %s", path, reason)
+        return {"value": None, "skipped": reason}
 
     def probe(attacked) -> float:
         return _probability(attacked, tok, cfg, cfg.probability_prompts)["value"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from whp.generic import IGNORE
+from whp.methods.lm import masked_mean, retain_rows
 
 
 def soft_targets_cross_entropy(logits: torch.Tensor, top_logprobs: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
@@ -43,18 +44,14 @@ def position_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: 
     return per_position, valid
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / mask.sum() if mask.any() else values.sum() * 0.0
-
-
 def whp_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], loss: str = "hard",
              retain_weight: float = 1.0) -> tuple[torch.Tensor, int]:
     """Mean loss over the target's labelled positions + retain_weight × that over retain positions."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
     losses, valid = position_losses(logits, batch, loss)
-    retain = batch.get("is_retain", torch.zeros(len(losses), dtype=torch.bool, device=losses.device))  # (B,)
+    retain = retain_rows(batch, len(losses), losses.device)  # (B,)
     target_valid, retain_valid = valid & ~retain[:, None], valid & retain[:, None]
-    total = _masked_mean(losses, target_valid) + retain_weight * _masked_mean(losses, retain_valid)
+    total = masked_mean(losses, target_valid) + retain_weight * masked_mean(losses, retain_valid)
     return total, int(valid.sum())
 
 

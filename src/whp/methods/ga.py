@@ -1,0 +1,34 @@
+"""Gradient ascent (GA): raise the model's next-token loss on the target text, i.e. descend on
+the negated causal-LM loss. The simplest unlearning baseline (open-unlearning's GradAscent,
+MUSE's `ga`); unbounded below, so it forgets by breaking the model unless stopped early."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from whp.methods.lm import Batch, masked_mean, token_nll
+from whp.train import TrainConfig
+
+
+@dataclass
+class GAConfig:
+    """`--method ga`: gradient ascent on the target (no retain text)."""
+
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(lr=1e-5, epochs=5, batch_size=4, grad_accum=8, schedule="constant", lora=False),
+        metadata={"help": "MUSE's baselines: full fine-tune, lr 1e-5 constant, batch 32, 1-10 epochs (stop while utility holds)"},
+    )
+
+
+def ga_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+    """−(mean next-token NLL over the batch's target tokens)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+    nll, valid = token_nll(logits, batch)  # (B, T-1)
+    return -masked_mean(nll, valid), int(valid.sum())
+
+
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: GAConfig):
+    """Training examples and loss: the target blocks alone."""
+    return target, ga_loss

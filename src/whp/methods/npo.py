@@ -1,0 +1,116 @@
+"""Negative preference optimisation (NPO; Zhang, Lin, Bai & Mei 2024, arXiv 2404.05868).
+
+Per target sequence y, with log π(y) the summed next-token log-probability of its tokens and
+π_ref the frozen baseline:
+
+    L_NPO = (2/β) · log(1 + (π_θ(y) / π_ref(y))^β) = (2/β) · softplus(β · (log π_θ(y) − log π_ref(y)))
+
+(DPO with the target as the rejected answer and no preferred one). It equals 2·log 2 / β at the
+start and falls towards 0 as π_θ(y) drops below π_ref(y); as β → 0 it becomes gradient ascent,
+but its gradient fades once the target is unlikely, so it degrades the model far more slowly.
+open-unlearning computes exactly this (sequence sums, `compute_dpo_loss`); MUSE's code applies
+the formula to raw logits element-wise instead, which we do not copy.
+
+π_ref never changes, so log π_ref(y) is computed once, before training, by the model about to
+be trained (same weights, dtype and autocast, hence a ratio of exactly 1 at step 0) and stored
+in each example: the loss stays `(model, batch)` and no second model is held in memory.
+Optional retain term on `--retain` text: `gd` (its LM loss, open-unlearning's default) or `kl`
+(KL from the baseline's next-token distribution, restricted to the baseline's top-k tokens,
+also precomputed).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
+from whp.train import TrainConfig, collate
+
+
+@dataclass
+class NPOConfig:
+    """`--method npo`: negative preference optimisation against the frozen baseline."""
+
+    beta: float = field(default=0.1, metadata={"help": "inverse temperature β of the NPO loss (MUSE and open-unlearning: 0.1)"})
+    retain_loss: str = field(default="gd", metadata={"help": "retain term on --retain text: gd (LM loss) or kl (KL to the baseline's top-k)"})
+    retain_weight: float = field(default=1.0, metadata={"help": "weight of the retain term (used only with --retain text)"})
+    kl_top_k: int = field(default=32, metadata={"help": "baseline tokens kept per position for the kl retain term"})
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(lr=1e-5, epochs=5, batch_size=4, grad_accum=8, schedule="constant", lora=False),
+        metadata={"help": "MUSE's baselines: full fine-tune, lr 1e-5 constant, batch 32, 1-10 epochs"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if self.retain_loss not in ("gd", "kl"):
+            raise ValueError(f"retain_loss must be gd or kl, got {self.retain_loss!r}")
+        if self.retain_weight < 0 or self.kl_top_k < 1:
+            raise ValueError("retain_weight must be >= 0 and kl_top_k >= 1")
+
+
+def npo_term(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float) -> torch.Tensor:
+    """(2/β)·log(1 + (π/π_ref)^β) per sequence, from summed log-probabilities (N,), (N,) -> (N,)."""
+    return 2.0 / beta * F.softplus(beta * (logprob - ref_logprob))
+
+
+def top_k_kl(logits: torch.Tensor, top_logprobs: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
+    """Σ_k p_k (log p_k − log q_k) over the baseline's top k tokens per position: logits (B, T, V)
+    of the model q; top_logprobs / top_indices (B, T, k) of the baseline p (full-vocabulary
+    log-probabilities) -> (B, T). 0 where q = p."""
+    log_q = torch.log_softmax(logits.float(), dim=-1).gather(-1, top_indices)  # (B, T, k)
+    return (top_logprobs.exp() * (top_logprobs - log_q)).sum(-1)
+
+
+def npo_loss(model: torch.nn.Module, batch: Batch, beta: float = 0.1, retain_loss: str = "gd",
+             retain_weight: float = 1.0) -> tuple[torch.Tensor, int]:
+    """Mean NPO term over the batch's target blocks + retain_weight × the retain term's mean over
+    retain tokens (blocks told apart by `is_retain`)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+    nll, valid = token_nll(logits, batch)  # (B, T-1)
+    retain = retain_rows(batch, len(nll), nll.device)  # (B,)
+    logprob = -(nll * valid).sum(-1)  # (B,)
+    loss = masked_mean(npo_term(logprob, batch["ref_logprob"], beta), ~retain)
+    if retain.any():
+        kl = retain_loss == "kl"
+        per_position = top_k_kl(logits[:, :-1], batch["top_values"][:, :-1], batch["top_indices"][:, :-1]) if kl else nll  # (B, T-1)
+        loss = loss + retain_weight * masked_mean(per_position, valid & retain[:, None])
+    return loss, int(valid.sum())
+
+
+@torch.no_grad()
+def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: int, bf16: bool, top_k: int = 0) -> list[Batch]:
+    """Copies of `examples` with the model's summed log-probability `ref_logprob` () and, with
+    `top_k`, its top-k next-token log-probabilities `top_values` / `top_indices` (T, k); one
+    inference pass under the same autocast as training."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(examples), batch_size):
+        group = examples[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collate(group).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
+        nll, valid = token_nll(logits, batch)
+        logprob = -(nll * valid).sum(-1).cpu()  # (B,)
+        top = torch.log_softmax(logits.float(), dim=-1).topk(top_k, dim=-1) if top_k else None  # (B, T, k)
+        for row, example in enumerate(group):
+            extra = {"ref_logprob": logprob[row]}
+            if top is not None:
+                extra.update(top_values=top.values[row].cpu(), top_indices=top.indices[row].cpu())
+            out.append({**example, **extra})
+    model.train(was_training)
+    return out
+
+
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: NPOConfig):
+    """Training examples (target and retain blocks, with the baseline's references) and loss."""
+    top_k = cfg.kl_top_k if retain and cfg.retain_loss == "kl" else 0
+    examples = with_references(model, target + retain, cfg.train.batch_size, cfg.train.bf16, top_k)
+    loss_fn = functools.partial(npo_loss, beta=cfg.beta, retain_loss=cfg.retain_loss, retain_weight=cfg.retain_weight)
+    return examples, loss_fn
