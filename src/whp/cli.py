@@ -87,8 +87,9 @@ def _eval(args: argparse.Namespace) -> None:
                       benchmark_data=args.benchmark_data, benchmark_limit=args.limit, judge=args.judge,
                       llm_url=args.llm_url, llm_model=args.llm_model)
     summary = evaluate(args.model, cfg, args.out)
-    print(format_table(summary))
-    print(f"report: {args.out / 'report.html'}")
+    if _is_main_process():
+        print(format_table(summary))
+        print(f"report: {args.out / 'report.html'}")
 
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
@@ -111,7 +112,8 @@ def _run_stages(args: argparse.Namespace) -> None:
                       retain=args.retain, reinforced=args.reinforced, trust_remote_code=args.trust_remote_code)
     stages, _ = _STAGE_COMMANDS[args.command]
     result = run_unlearn(cfg, args.out, overwrite=args.overwrite, stages=stages)
-    print(f"done: {result}")
+    if _is_main_process():
+        print(f"done: {result}")
 
 
 def _prompts(args: argparse.Namespace) -> None:
@@ -132,12 +134,18 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.out, args.overrides, args.prompts)
 
 
+def _is_main_process() -> bool:
+    """Process 0 of an `accelerate launch` / `torchrun` group (or the only process) speaks for all."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="whp: %(message)s")
+    quiet = args.quiet or not _is_main_process()
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="whp: %(message)s")
     for noisy in ("transformers", "peft", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    if args.quiet:
+    if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
         {"demo": _demo, "eval": _eval, "prompts": _prompts}.get(args.command, _run_stages)(args)
