@@ -256,6 +256,16 @@ def _adapter_off(fn: Callable, model) -> Callable:
     return call
 
 
+def lora_shared_passes(shared, device: torch.device) -> tuple[ModelPass, ModelPass]:
+    """R = the base weights with the adapter, B = the same weights with it switched off (the head
+    too, only if the adapter changes it: each switch costs a walk over the model)."""
+    reinforced = model_pass(shared, device)
+    with peft_adapter.adapter_disabled(shared):
+        baseline = model_pass(shared, device)
+    head = _adapter_off(baseline.head, shared) if peft_adapter.is_adapted(baseline.head) else baseline.head
+    return reinforced, ModelPass(_adapter_off(baseline.body, shared), head)
+
+
 def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[ModelPass | None, ModelPass]:
     """The reinforced and baseline forward passes; one set of base weights when R is an adapter."""
     dtype = torch.bfloat16 if cfg.labels.dtype == "bfloat16" else torch.float32
@@ -270,10 +280,7 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Model
         return None, model_pass(base, device)
     if peft_adapter.is_adapter_folder(path):
         shared = peft_adapter.load_adapter(base, path).to(dtype).eval()  # adapter in the base's dtype: no casts
-        reinforced = model_pass(shared, device)
-        with peft_adapter.adapter_disabled(shared):
-            baseline = model_pass(shared, device)
-        return reinforced, ModelPass(_adapter_off(baseline.body, shared), _adapter_off(baseline.head, shared))
+        return lora_shared_passes(shared, device)
     reinforced = load_model(path, dtype, cfg.trust_remote_code).to(device)
     if model_vocab_size(reinforced) != model_vocab_size(base):
         raise WhpError(f"vocabulary size {model_vocab_size(reinforced)} differs from the baseline's {model_vocab_size(base)}", path)

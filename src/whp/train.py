@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from whp import distributed
+from whp.errors import WhpError
 from whp.files import write_json
 from whp.models import LoraConfig
 
@@ -195,6 +196,9 @@ def train(
         log.warning("%s: grad_accum %d is not a multiple of the %d processes: %d of %d micro-batch passes per step are repeats "
                     "that do not count", desc, cfg.grad_accum, world, slots * world - cfg.grad_accum, slots * world)
     acc = distributed.accelerator(slots)
+    if acc.gradient_accumulation_steps != slots:
+        raise WhpError(f"the accelerate config sets gradient_accumulation_steps={acc.gradient_accumulation_steps}: whp sets it "
+                       f"from {desc}'s grad_accum (remove it from the accelerate config)")
     if cfg.gradient_checkpointing:
         _set_activation_checkpointing(model, True)
     optimizer = torch.optim.AdamW(

@@ -256,3 +256,30 @@ def test_processes_write_disjoint_shards_that_make_the_one_process_set(tmp_path)
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
     assert run(tmp_path / "three", 1, 3)["blocks"] == 0, "a finished shard is skipped"
+
+
+@pytest.mark.parametrize("targets", ["all-linear", "q_proj,v_proj,lm_head"])
+def test_lora_shared_passes_are_the_reinforced_and_the_base_model(targets, tmp_path):
+    """R = base + adapter, B = the same weights with the adapter off, also when it adapts the LM head."""
+    from whp.models import LoraConfig, add_lora
+    from whp.pipeline import lora_shared_passes
+
+    base, plain = tiny_model(60, seed=5), tiny_model(60, seed=5)
+    torch.manual_seed(1)
+    shared = add_lora(base, LoraConfig(r=4, alpha=8, target_modules=targets))
+    with torch.no_grad():
+        for name, p in shared.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    shared.eval()
+    reinforced, baseline = lora_shared_passes(shared, torch.device("cpu"))
+    ids = torch.randint(0, 60, (2, 10))
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        expected_b = plain(input_ids=ids).logits
+        expected_r = shared(input_ids=ids).logits
+        got_b = baseline.head(baseline.body(ids, mask))
+        got_r = reinforced.head(reinforced.body(ids, mask))
+    assert torch.allclose(got_b, expected_b, atol=1e-5)
+    assert torch.allclose(got_r, expected_r, atol=1e-5)
+    assert not torch.allclose(got_r, got_b, atol=1e-3), "the adapter does change the logits"
