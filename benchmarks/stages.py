@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -53,16 +54,21 @@ TRAIN_VARIANTS = {
     "lora-b8x2-bf16base-fused": (True, 8, 2, True, "bfloat16", False),
     "full-b4x4-fused-compile": (False, 4, 4, True, "float32", True),
 }
-# name: (weights' dtype, batch of blocks, LM-head rows, torch.compile of the body)
+# name: (weights' dtype or "autocast" (fp32 weights, bf16 autocast), batch of blocks, LM-head rows,
+#        torch.compile of the body, processes (torchrun; threads divided between them))
 LABEL_VARIANTS = {
-    "bf16-b4": ("bfloat16", 4, 512, False),
-    "bf16-b2": ("bfloat16", 2, 512, False),
-    "bf16-b8": ("bfloat16", 8, 512, False),
-    "bf16-b4-head128": ("bfloat16", 4, 128, False),
-    "bf16-b4-head2048": ("bfloat16", 4, 2048, False),
-    "fp32-b4": ("float32", 4, 512, False),
-    "bf16-b4-compile": ("bfloat16", 4, 512, True),
+    "bf16-b4": ("bfloat16", 4, 512, False, 1),
+    "bf16-b2": ("bfloat16", 2, 512, False, 1),
+    "bf16-b8": ("bfloat16", 8, 512, False, 1),
+    "bf16-b4-head128": ("bfloat16", 4, 128, False, 1),
+    "bf16-b4-head2048": ("bfloat16", 4, 2048, False, 1),
+    "fp32-b4": ("float32", 4, 512, False, 1),
+    "autocast-b4": ("autocast", 4, 512, False, 1),
+    "bf16-b4-compile": ("bfloat16", 4, 512, True, 1),
+    "bf16-b4-2proc": ("bfloat16", 4, 512, False, 2),
+    "bf16-b4-fullR": ("bfloat16", 4, 512, False, 1),  # the reinforced model a second full copy, not a LoRA adapter
 }
+LABEL_SHARD_BLOCKS = 4  # several shards even for 16 blocks, so that processes can share them
 
 
 # ---- the floor ---------------------------------------------------------------------------------
@@ -152,18 +158,37 @@ def child_labels(args) -> dict:
     from whp.config import load_config
     from whp.pipeline import prepare_run_folder, run_labels
 
-    dtype, batch, head_rows, compiled = LABEL_VARIANTS[args.variant]
+    dtype, batch, head_rows, compiled, _ = LABEL_VARIANTS[args.variant]
     whp.generic.HEAD_ROWS = head_rows
+    if dtype == "autocast":
+        dtype, passes = "float32", whp.pipeline.model_pass
+
+        def autocast_pass(model, device):
+            plain = passes(model, device)
+
+            def body(ids, mask):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return plain.body(ids, mask)
+
+            def head(states):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return plain.head(states)
+
+            return whp.generic.ModelPass(body, head)
+
+        whp.pipeline.model_pass = autocast_pass
     if compiled:
         split = whp.pipeline.split_at_head
 
         def compiled_split(model):
             body, head = split(model)
-            return torch.compile(body, dynamic=False), head
+            return torch.compile(body), head
 
         whp.pipeline.split_at_head = compiled_split
-    cfg = load_config(None, [f"labels.batch_size={batch}", f"labels.dtype={dtype}"], model="smollm2-135m-instruct",
-                      target=[str(args.work / "target.txt")], anchors=args.anchors, reinforced=str(args.work / "lora"))
+    settings = [f"labels.batch_size={batch}", f"labels.dtype={dtype}", f"labels.shard_blocks={LABEL_SHARD_BLOCKS}"]
+    cfg = load_config(None, settings, model="smollm2-135m-instruct",
+                      target=[str(args.work / "target.txt")], anchors=args.anchors,
+                      reinforced=str(args.work / ("full" if args.variant.endswith("fullR") else "lora")))
     out = args.work / f"labels-{args.variant}"
     record = prepare_run_folder(cfg, out, overwrite=True)
     run_labels(cfg, out, record)
@@ -263,15 +288,19 @@ def child_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = CHILDREN[args.stage](args)
-    print(json.dumps({**result, "peak_rss_gb": peak_rss_gb()}))
+    if os.environ.get("RANK", "0") == "0":  # several processes: rank 0's peak RSS (per process)
+        print(json.dumps({**result, "peak_rss_gb": peak_rss_gb()}))
 
 
 # ---- the parent ----------------------------------------------------------------------------------
 
 
 def run_child(args, work: Path, stage: str, variant: str, loss: str = "lm") -> dict:
-    command = [sys.executable, __file__, "--child", "--stage", stage, "--variant", variant, "--work", str(work),
-               "--anchors", args.anchors, "--loss", loss, "--threads", str(args.threads),
+    processes = LABEL_VARIANTS[variant][4] if stage == "labels" else 1
+    launcher = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                         "--nproc_per_node", str(processes)]
+    command = [*launcher, __file__, "--child", "--stage", stage, "--variant", variant, "--work", str(work),
+               "--anchors", args.anchors, "--loss", loss, "--threads", str(args.threads // processes),
                "--train-steps", str(args.train_steps), "--naive-blocks", str(args.naive_blocks)]
     done = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -302,6 +331,7 @@ def main() -> None:
     parser.add_argument("--only", default="matmul,labels,naive,train,eval")
     parser.add_argument("--label-variants", default="bf16-b4")
     parser.add_argument("--train-variants", default="full-b2,lora-b4")
+    parser.add_argument("--reinforce-variants", default="lora-b4", help="train variants also measured with the reinforcement (LM) loss")
     parser.add_argument("--eval-variants", default="bfloat16,float32")
     parser.add_argument("--train-steps", type=int, default=4)
     parser.add_argument("--naive-blocks", type=int, default=4)
@@ -335,7 +365,7 @@ def main() -> None:
             for variant in args.train_variants.split(","):
                 lora = TRAIN_VARIANTS[variant][0]
                 note = f"LoRA: real FLOPs/token {flops['lora_train_real'] / 1e6:.0f}M" if lora else ""
-                for loss in ("lm", "whp"):
+                for loss in ("lm", "whp") if variant in args.reinforce_variants.split(",") else ("whp",):
                     row(f"train {variant} ({'reinforce' if loss == 'lm' else 'fine-tune'} loss)",
                         run_child(args, work, "train", variant, loss), flops["train"], rates, note)
         if "eval" in only:
