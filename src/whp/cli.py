@@ -144,16 +144,18 @@ def _eval(args: argparse.Namespace) -> None:
     from whp.evaluate.suite import evaluate
 
     summary = evaluate(args.model, _eval_config(args), args.out)
-    print(format_table(summary))
-    print(f"report: {args.out / 'report.html'}")
+    if _is_main_process():
+        print(format_table(summary))
+        print(f"report: {args.out / 'report.html'}")
 
 
 def _compare(args: argparse.Namespace) -> None:
     from whp.compare import compare
 
     summary = compare(args.runs, _eval_config(args), args.out, args.baseline)
-    print(format_table(summary))
-    print(f"report: {args.out / 'report.html'}")
+    if _is_main_process():
+        print(format_table(summary))
+        print(f"report: {args.out / 'report.html'}")
 
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
@@ -177,7 +179,8 @@ def _run_stages(args: argparse.Namespace) -> None:
                       trust_remote_code=args.trust_remote_code)
     stages, _ = _STAGE_COMMANDS[args.command]
     result = run_unlearn(cfg, args.out, overwrite=args.overwrite, stages=stages)
-    print(f"done: {result}")
+    if _is_main_process():
+        print(f"done: {result}")
 
 
 def _prompts(args: argparse.Namespace) -> None:
@@ -198,12 +201,18 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(args.out, args.overrides, args.prompts, args.anchors)
 
 
+def _is_main_process() -> bool:
+    """Process 0 of an `accelerate launch` / `torchrun` group (or the only process) speaks for all."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="whp: %(message)s")
+    quiet = args.quiet or not _is_main_process()
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="whp: %(message)s")
     for noisy in ("transformers", "peft", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    if args.quiet:
+    if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
         {"demo": _demo, "eval": _eval, "compare": _compare, "prompts": _prompts, "anchors": _anchors}.get(args.command, _run_stages)(args)

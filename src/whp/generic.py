@@ -31,7 +31,22 @@ from whp.translate import AlignedBlock
 log = logging.getLogger("whp")
 
 IGNORE = -100
-Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids (B,T), mask (B,T)) -> logits (B,T,V)
+Head = Callable[[torch.Tensor], torch.Tensor]  # per-position states (c, H) -> logits (c, V)
+
+
+def _identity(states: torch.Tensor) -> torch.Tensor:
+    return states
+
+
+@dataclass
+class ModelPass:
+    """One model's forward pass over a batch, split at its LM head: `body` (ids (B, T), mask (B, T))
+    -> hidden states (B, T, H); `head` turns a few positions' states into logits (c, V). A model
+    whose logits are not head(body) (soft-capping, scaling) has the whole forward as its body,
+    giving logits (B, T, V), and the identity as its head."""
+
+    body: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    head: Head = _identity
 
 
 @dataclass
@@ -91,34 +106,44 @@ class BlockLabels:
     top_indices: torch.Tensor | None  # (T, k) int64
 
 
+HEAD_ROWS = 512  # positions per LM-head call: logits (512, V) per model at a time, never (T, V) (the CPU also runs this GEMM faster than at 32 or 2048 rows)
 ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache, no (T, V) temporaries
 
 
 def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
-                 logprobs: bool = False, margin: float = 0.0) -> BlockLabels:
-    """Labels of one block from its logits: v_reinforced (T, V) on the original, v_baseline (T', V)
-    on the translation. Computes `generic_logits` with fix 2, in place, a few positions at a time;
-    with `logprobs`, both are log-softmaxed first (no per-position logit shift enters the ReLU)."""
+                 logprobs: bool = False, head_reinforced: Head = _identity, head_baseline: Head = _identity,
+                 margin: float = 0.0) -> BlockLabels:
+    """Labels of one block: v_reinforced (T, ·) on the original, v_baseline (T', ·) on the
+    translation, each either logits (T, V) or hidden states (T, H) with its model's LM head.
+    Logits are made HEAD_ROWS aligned positions at a time; `generic_logits` with fix 2 is
+    computed in place ROWS_PER_CHUNK positions at a time (raises up to `margin` ignored); with `logprobs`, both are
+    log-softmaxed first (no per-position logit shift enters the ReLU)."""
     device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
     labels = torch.full((length,), IGNORE, dtype=torch.long, device=device)
     values = torch.zeros((length, top_k), dtype=torch.float32, device=device) if top_k else None
     indices = torch.zeros((length, top_k), dtype=torch.long, device=device) if top_k else None
-    for first in range(0, len(source), ROWS_PER_CHUNK):
-        rows_s, rows_t = source[first : first + ROWS_PER_CHUNK], target[first : first + ROWS_PER_CHUNK]
-        v_gen = lower_forbidden_(v_baseline[rows_t].float(), rows_t, aligned.forbidden)  # (c, V), a fresh copy
-        if logprobs:
-            v_gen = v_gen.log_softmax(dim=-1)
-        if v_reinforced is not None and alpha > 0:
-            v_r = v_reinforced[rows_s].float()
-            raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
-            v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B − m)
-        labels[rows_s + 1] = v_gen.argmax(dim=-1)
-        if top_k:
-            top = v_gen.topk(top_k, dim=-1)
-            values[rows_s] = top.values - v_gen.logsumexp(dim=-1, keepdim=True)  # log-probabilities, full vocabulary
-            indices[rows_s] = top.indices
+    uses_reinforced = v_reinforced is not None and alpha > 0
+    for start in range(0, len(source), HEAD_ROWS):
+        part_s, part_t = source[start : start + HEAD_ROWS], target[start : start + HEAD_ROWS]
+        logits_b = head_baseline(v_baseline[part_t])  # (c, V), fresh rows (a repeated position is copied twice)
+        logits_r = head_reinforced(v_reinforced[part_s]) if uses_reinforced else None  # (c, V)
+        for first in range(0, len(part_s), ROWS_PER_CHUNK):
+            rows = slice(first, first + ROWS_PER_CHUNK)
+            rows_s, rows_t = part_s[rows], part_t[rows]
+            v_gen = lower_forbidden_(logits_b[rows].float(), rows_t, aligned.forbidden)  # (c, V), changed in place
+            if logprobs:
+                v_gen = v_gen.log_softmax(dim=-1)
+            if uses_reinforced:
+                v_r = logits_r[rows].float()
+                raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
+                v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B − m)
+            labels[rows_s + 1] = v_gen.argmax(dim=-1)
+            if top_k:
+                top = v_gen.topk(top_k, dim=-1)
+                values[rows_s] = top.values - v_gen.logsumexp(dim=-1, keepdim=True)  # log-probabilities, full vocabulary
+                indices[rows_s] = top.indices
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
@@ -136,17 +161,19 @@ def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 
 @torch.inference_mode()
-def batch_labels(blocks: Sequence[AlignedBlock], reinforced: Forward | None, baseline: Forward, alpha: float, top_k: int, pad_id: int,
-                 logprobs: bool = False, margin: float = 0.0) -> list[BlockLabels]:
-    """Two forward passes over a batch of blocks, then per-block labels."""
+def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, baseline: ModelPass, alpha: float, top_k: int,
+                 pad_id: int, logprobs: bool = False, margin: float = 0.0) -> list[BlockLabels]:
+    """The two models' bodies over a batch of blocks, then per-block labels (logits a few
+    positions at a time)."""
     translated_ids, translated_mask = _pad([b.translated_ids for b in blocks], pad_id)
-    v_baseline = baseline(translated_ids, translated_mask)  # (B, T', V)
-    v_reinforced = None
+    h_baseline = baseline.body(translated_ids, translated_mask)  # (B, T', H)
+    h_reinforced, head_reinforced = None, _identity
     if reinforced is not None and alpha > 0:
         original_ids, original_mask = _pad([b.original_ids for b in blocks], pad_id)
-        v_reinforced = reinforced(original_ids, original_mask)  # (B, T, V)
+        h_reinforced, head_reinforced = reinforced.body(original_ids, original_mask), reinforced.head  # (B, T, H)
     return [
-        block_labels(block, None if v_reinforced is None else v_reinforced[i], v_baseline[i], alpha, top_k, logprobs, margin)
+        block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], alpha, top_k, logprobs,
+                     head_reinforced, baseline.head, margin)
         for i, block in enumerate(blocks)
     ]
 
@@ -196,21 +223,27 @@ def compute_labels(
     folder: Path,
     n_blocks: int,
     align: Callable[[int], AlignedBlock],
-    reinforced: Forward | None,
-    baseline: Forward,
+    reinforced: ModelPass | None,
+    baseline: ModelPass,
     cfg: LabelsConfig,
     pad_id: int,
     prefix: str = "shard",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict:
-    """Write every missing shard `<prefix>-NNNNN` of `folder` (finished shards are skipped:
-    resume). `align(i)` gives block i aligned. Returns counts for the run record."""
+    """Write every missing shard `<prefix>-NNNNN` of `folder` that falls to process `rank` of
+    `world_size` (shard s goes to process s mod world_size; finished shards are skipped: resume).
+    A shard's content does not depend on who computes it. `align(i)` gives block i aligned.
+    Returns this process's counts for the run record."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in range(n_shards(n_blocks, cfg.shard_blocks)) if not shard_path(folder, s, prefix).is_file()]
+    mine = range(rank, n_shards(n_blocks, cfg.shard_blocks), world_size)
+    todo = [s for s in mine if not shard_path(folder, s, prefix).is_file()]
     stats = {"blocks": 0, "labelled_positions": 0, "anchors": 0}
     started = time.perf_counter()
     shard_blocks = {s: range(s * cfg.shard_blocks, min(n_blocks, (s + 1) * cfg.shard_blocks)) for s in todo}
-    with tqdm(total=sum(map(len, shard_blocks.values())), desc=f"labels ({prefix})", unit="block", dynamic_ncols=True) as bar:
+    with tqdm(total=sum(map(len, shard_blocks.values())), desc=f"labels ({prefix})", unit="block", dynamic_ncols=True,
+              **({} if rank == 0 else {"disable": True})) as bar:
         for shard, indices in shard_blocks.items():
             aligned = [align(i) for i in indices]
             labels = []

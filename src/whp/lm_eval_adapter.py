@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from whp import distributed
 from whp.errors import WhpError
 
 TASKS_DIR = Path(__file__).parent / "data" / "tasks"
@@ -185,10 +186,21 @@ def run_benchmarks(
     was_training = model.training
     with _task_manager(tasks, data_dir) as manager:
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        _split_between_processes(lm)
         try:
             results = lm_eval.simple_evaluate(
                 model=lm, tasks=tasks, task_manager=manager, limit=limit, bootstrap_iters=0, log_samples=False
             )
         finally:
             model.train(was_training)  # HFLM switched it to eval mode
+    results = distributed.from_main(results)  # lm-eval returns them on rank 0 only
     return {task: _scores(results, task) for task in tasks}
+
+
+def _split_between_processes(lm) -> None:
+    """lm-eval's own data parallelism, which HFLM switches off for an in-memory model: each
+    process scores every world_size-th document and rank 0 gathers them (lm_eval 0.4.13's
+    `_rank`, `_world_size` and `accelerator` attributes)."""
+    if distributed.world_size() > 1:
+        lm._rank, lm._world_size = distributed.rank(), distributed.world_size()
+        lm.accelerator = distributed.accelerator(1)

@@ -119,8 +119,29 @@ def save_model(
             (tmp / name).write_text(text)
 
 
+def split_at_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """The causal LM's body (input_ids, attention_mask -> last_hidden_state (B, T, H)) and its LM
+    head ((.., H) -> (.., V)), when its logits are exactly head(body), checked on a probe; None
+    for a model that changes its logits after the head (soft-capping, scaling). A peft model's
+    parts keep its adapter layers (and obey `disable_adapter`)."""
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body, head = causal_lm.base_model, causal_lm.get_output_embeddings()
+    if body is causal_lm or head is None:
+        return None
+    parameter = next(model.parameters())
+    probe = (torch.arange(16, device=parameter.device) * 7919 % model_vocab_size(causal_lm))[None]  # (1, 16)
+    with torch.inference_mode():
+        whole = model(input_ids=probe).logits.float()  # (1, 16, V)
+        split = head(body(input_ids=probe).last_hidden_state).float()
+    tolerance = 0.02 * whole.abs().max().item() + 1e-4  # GEMM shapes change bf16 rounding, not a soft-cap or scale
+    return (body, head) if torch.allclose(split, whole, rtol=0.02, atol=tolerance) else None
+
+
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's device: its own GPU under several processes, else the GPU, else the CPU."""
+    from whp import distributed
+
+    return distributed.device()
 
 
 def add_lora(model: PreTrainedModel, lora: LoraConfig):

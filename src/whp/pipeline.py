@@ -14,6 +14,9 @@ Run folder layout:
     work/<stage>/        checkpoints and training logs
 Every output is written to a temporary sibling and renamed into place, so a folder that
 exists is finished; a re-run skips finished stages and resumes unfinished ones.
+
+Under several processes (`accelerate launch`, `torchrun`) every process runs every stage on its
+share of the work (whp.distributed); the main process alone writes the run folder's files.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import torch
 import yaml
 
 import whp
-from whp import peft_adapter
+from whp import distributed, peft_adapter
 from whp.anchors.dictionary import AnchorMatcher, Dictionary, draw_alternatives, keys_missing_from, load_dictionary
 from whp.anchors.extract import NoCandidates, extract
 from whp.anchors.review import write_review
@@ -42,7 +45,7 @@ from whp.config import RunConfig, to_dict
 from whp.corpus import Block, load_blocks, read_text
 from whp.errors import WhpError, warn
 from whp.files import atomic_folder, read_json, write_json, write_yaml
-from whp.generic import Forward, compute_labels, fingerprint, identity_alignment, is_complete, load_examples, mark_complete
+from whp.generic import ModelPass, compute_labels, fingerprint, identity_alignment, is_complete, load_examples, mark_complete
 from whp.inference import write_inference_folder
 from whp.methods import LOSS_METHODS
 from whp.methods.lm import lm_examples, lm_loss
@@ -51,15 +54,15 @@ from whp.models import (
     DEMO_MODEL_ALIAS,
     add_lora,
     check_same_vocabulary,
-    default_device,
     load_model,
     load_tokenizer,
     model_identity,
     model_vocab_size,
     resolve_model_path,
     save_model,
+    split_at_head,
 )
-from whp.train import TrainConfig, train
+from whp.train import TrainConfig, TrainResult, train
 from whp.translate import align_block
 
 log = logging.getLogger("whp")
@@ -180,6 +183,8 @@ def _versions() -> dict:
 
 
 def _record_stage(out: Path, record: dict, cfg: RunConfig, stage: str, seconds: float, **facts) -> None:
+    if not distributed.is_main():
+        return
     previous = record["stages"].get(stage, {})
     record["stages"][stage] = {
         "settings": fingerprint(stage_settings(cfg, stage)),
@@ -193,12 +198,23 @@ def _record_stage(out: Path, record: dict, cfg: RunConfig, stage: str, seconds: 
 
 
 def trainable_baseline(cfg: RunConfig, train_cfg: TrainConfig):
-    """The baseline in fp32 on the default device, with a fresh seeded LoRA adapter if asked."""
-    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code).to(default_device())
+    """The baseline in fp32 on the CPU (training places it), with a fresh seeded LoRA adapter if asked."""
+    model = load_model(cfg.model, torch.float32, cfg.trust_remote_code)
     if train_cfg.lora:
         torch.manual_seed(train_cfg.seed)  # the adapter's initial weights
         model = add_lora(model, train_cfg.lora_config)
     return model
+
+
+def trained_model(cfg: RunConfig, train_cfg: TrainConfig, model, result: TrainResult):
+    """The trained model, whole, on the main process: `model` itself, or after a sharded run
+    (FSDP, DeepSpeed) a plain copy on the CPU holding the gathered weights."""
+    if result.state_dict is None:
+        return model
+    with distributed.unsharded_loading():
+        whole = trainable_baseline(cfg, train_cfg)
+    whole.load_state_dict(result.state_dict)
+    return whole
 
 
 def reinforced_path(cfg: RunConfig, out: Path) -> Path:
@@ -216,12 +232,15 @@ def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
     train_cfg = cfg.reinforce.train
     model = trainable_baseline(cfg, train_cfg)
     result = train(model, lm_examples(blocks), lm_loss, train_cfg, out / "work" / "reinforce", "reinforce")
-    if train_cfg.lora:
-        with atomic_folder(destination) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-    else:
-        save_model(model, tokenizer, destination)
+    if distributed.is_main():
+        model = trained_model(cfg, train_cfg, model, result)
+        if train_cfg.lora:
+            with atomic_folder(destination) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+        else:
+            save_model(model, tokenizer, destination)
+    distributed.barrier()
     _record_stage(out, record, cfg, "reinforce", time.perf_counter() - started,
                   steps=result.steps, tokens=result.tokens, final_loss=result.losses[-1], blocks=len(blocks))
     return destination
@@ -274,34 +293,54 @@ def _extracted_dictionary(cfg: RunConfig, text: str, out: Path, record: dict | N
     return load_dictionary(path)
 
 
-def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Forward | None, Forward]:
+def model_pass(model, device: torch.device) -> ModelPass:
+    """`model` split at its LM head when its logits allow it (see models.split_at_head)."""
+    split = split_at_head(model)
+    if split is None:
+        log.info("this model post-processes its logits: the label stage keeps whole (batch, length, vocabulary) logits")
+        return ModelPass(lambda ids, mask: model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits)
+    body, head = split
+    return ModelPass(lambda ids, mask: body(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state, head)
+
+
+def _adapter_off(fn: Callable, model) -> Callable:
+    """`fn` run with the peft model's adapter disabled: the LoRA-shared baseline."""
+    def call(*args):
+        with peft_adapter.adapter_disabled(model):
+            return fn(*args)
+
+    return call
+
+
+def lora_shared_passes(shared, device: torch.device) -> tuple[ModelPass, ModelPass]:
+    """R = the base weights with the adapter, B = the same weights with it switched off (the head
+    too, only if the adapter changes it: each switch costs a walk over the model)."""
+    reinforced = model_pass(shared, device)
+    with peft_adapter.adapter_disabled(shared):
+        baseline = model_pass(shared, device)
+    head = _adapter_off(baseline.head, shared) if peft_adapter.is_adapted(baseline.head) else baseline.head
+    return reinforced, ModelPass(_adapter_off(baseline.body, shared), head)
+
+
+def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[ModelPass | None, ModelPass]:
     """The reinforced and baseline forward passes; one set of base weights when R is an adapter."""
     dtype = torch.bfloat16 if cfg.labels.dtype == "bfloat16" else torch.float32
-    device = default_device()
+    device = distributed.device()
     if path is not None and not path.is_dir():
         raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", path)
     if path is not None and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()):
         # before loading any weights: a mismatch is found in seconds, not after minutes of loading
         check_same_vocabulary(tokenizer, load_tokenizer(path, cfg.trust_remote_code), cfg.model, str(path))
     base = load_model(cfg.model, dtype, cfg.trust_remote_code).to(device)
-
-    def forward(model, ids, mask):
-        return model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-
     if path is None:
-        return None, functools.partial(forward, base)
+        return None, model_pass(base, device)
     if peft_adapter.is_adapter_folder(path):
         shared = peft_adapter.load_adapter(base, path).to(dtype).eval()  # adapter in the base's dtype: no casts
-
-        def baseline(ids, mask):
-            with peft_adapter.adapter_disabled(shared):
-                return forward(shared, ids, mask)
-
-        return functools.partial(forward, shared), baseline
+        return lora_shared_passes(shared, device)
     reinforced = load_model(path, dtype, cfg.trust_remote_code).to(device)
     if model_vocab_size(reinforced) != model_vocab_size(base):
         raise WhpError(f"vocabulary size {model_vocab_size(reinforced)} differs from the baseline's {model_vocab_size(base)}", path)
-    return functools.partial(forward, reinforced), functools.partial(forward, base)
+    return model_pass(reinforced, device), model_pass(base, device)
 
 
 def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) -> Path:
@@ -336,18 +375,29 @@ def run_labels(cfg: RunConfig, out: Path, record: dict) -> Path:
     reinforced, baseline = _label_forwards(cfg, reinforced_path(cfg, out) if cfg.labels.alpha > 0 else None, tokenizer)
     align = _aligner(blocks, dictionary, tokenizer, cfg.labels.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id)
+    share = {"rank": distributed.rank(), "world_size": distributed.world_size()}  # this process's shards
+    stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id, **share)
     if cfg.retain:
         retain_blocks = load_blocks(cfg.retain, tokenizer, cfg.corpus)
         own_predictions = dataclasses.replace(cfg.labels, alpha=0.0)
         retain_stats = compute_labels(folder, len(retain_blocks), lambda i: identity_alignment(retain_blocks[i].ids),
-                                      None, baseline, own_predictions, pad_id, prefix="retain")
+                                      None, baseline, own_predictions, pad_id, prefix="retain", **share)
         stats.update(retain_blocks=retain_stats["blocks"], retain_seconds=retain_stats["compute_seconds"])
+    stats = _summed_over_processes(stats)
+    distributed.barrier()  # every shard is on disk
     tokens = sum(len(b.ids) for b in blocks)
     _record_stage(out, record, cfg, "labels", time.perf_counter() - started, folder=folder.name, tokens=tokens,
-                  dictionary_keys=len(dictionary), **stats)
-    mark_complete(folder, len(blocks), cfg.labels)
+                  dictionary_keys=len(dictionary), processes=distributed.world_size(), **stats)
+    if distributed.is_main():
+        mark_complete(folder, len(blocks), cfg.labels)
+    distributed.barrier()
     return folder
+
+
+def _summed_over_processes(stats: dict) -> dict:
+    """Counts summed over the processes; seconds are the slowest process's."""
+    every = distributed.gather(stats)
+    return {key: (max if key.endswith("seconds") else sum)(s[key] for s in every) for key in stats}
 
 
 def _aligner(blocks: list[Block], dictionary: Dictionary, tokenizer, seed: int) -> Callable:
@@ -385,10 +435,12 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     model = trainable_baseline(cfg, train_cfg)
     loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, retain_weight=cfg.finetune.retain_weight)
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
-    model = peft_adapter.merged(model)
     _record_stage(out, record, cfg, "finetune", time.perf_counter() - started,
                   steps=result.steps, tokens=result.tokens, first_loss=result.losses[0], final_loss=result.losses[-1])
-    save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    if distributed.is_main():
+        model = peft_adapter.merged(trained_model(cfg, train_cfg, model, result))
+        save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    distributed.barrier()
     return destination
 
 
@@ -411,10 +463,12 @@ def run_loss_method(cfg: RunConfig, out: Path, record: dict) -> Path:
     model = trainable_baseline(cfg, settings.train)
     examples, loss_fn = method.prepare(model, target, retain, settings)
     result = train(model, examples, loss_fn, settings.train, out / "work" / cfg.method, cfg.method)
-    model = peft_adapter.merged(model)
     _record_stage(out, record, cfg, cfg.method, time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
                   first_loss=result.losses[0], final_loss=result.losses[-1], blocks=len(target), retain_blocks=len(retain))
-    save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    if distributed.is_main():
+        model = peft_adapter.merged(trained_model(cfg, settings.train, model, result))
+        save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    distributed.barrier()
     return destination
 
 
@@ -440,8 +494,10 @@ def run_wrap(cfg: RunConfig, out: Path, record: dict) -> Path:
     if (reinforced / "tokenizer.json").is_file() or (reinforced / "tokenizer_config.json").is_file():
         check_same_vocabulary(tokenizer, load_tokenizer(reinforced, cfg.trust_remote_code), cfg.model, str(reinforced))
     _record_stage(out, record, cfg, "wrap", time.perf_counter() - started, alpha=cfg.inference.alpha)
-    write_inference_folder(destination, _portable_name(cfg.model), reinforced, cfg.inference.alpha, tokenizer,
-                           model_card(cfg, record))
+    if distributed.is_main():
+        write_inference_folder(destination, _portable_name(cfg.model), reinforced, cfg.inference.alpha, tokenizer,
+                               model_card(cfg, record))
+    distributed.barrier()
     return destination
 
 
@@ -509,7 +565,7 @@ def run_unlearn(cfg: RunConfig, out: Path, overwrite: bool = False, stages: tupl
     if "labels" in stages and cfg.anchors and cfg.labels.use_dictionary:
         load_dictionary(cfg.anchors)  # a bad dictionary fails now, not after the reinforcement stage
     out = Path(out)
-    record = prepare_run_folder(cfg, out, overwrite)
+    record = distributed.on_main(lambda: prepare_run_folder(cfg, out, overwrite))
     if (out / "model").is_dir() and method_stages[-1] in stages:
         log.info("the run is complete: %s", out / "model")
         return out / "model"
@@ -525,7 +581,7 @@ def run_unlearn(cfg: RunConfig, out: Path, overwrite: bool = False, stages: tupl
         result = run_wrap(cfg, out, record)
     if cfg.method in LOSS_METHODS:
         result = run_loss_method(cfg, out, record)
-    if (out / "model").is_dir():
+    if (out / "model").is_dir() and distributed.is_main():
         record["status"] = "complete"
         write_json(out / "run.json", record)
     return result

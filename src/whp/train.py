@@ -3,6 +3,14 @@
 A method is a loss function `loss_fn(model, batch) -> (loss, n_tokens)`; the loop owns the rest:
 deterministic batch order, gradient accumulation, AdamW, lr schedule, bf16 autocast, progress
 bar with loss and tokens/s, a checkpoint every N steps and resume from it.
+
+Several processes (`accelerate launch`, `torchrun`) train one model through accelerate: DDP,
+or FSDP / DeepSpeed ZeRO-3 from the user's accelerate config. The global batch stays
+batch_size × grad_accum whatever the number of processes: the grad_accum micro-batches of a
+step are dealt round-robin to the processes, so a step sees the same examples, and the same
+mean gradient, on 1 process or 8 (the paper's "8 × 16" means the same everywhere, and a run
+may resume on another number of processes). grad_accum should be a multiple of the number of
+processes; otherwise the processes left short repeat a micro-batch with weight 0.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +28,9 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from whp.files import atomic_folder, write_json
+from whp import distributed
+from whp.errors import WhpError
+from whp.files import write_json
 from whp.models import LoraConfig
 
 log = logging.getLogger("whp")
@@ -47,6 +59,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for batch order and dropout"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (True) or every weight (False)"})
     lora_config: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass: far less memory for about a third more compute"})
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -71,6 +84,7 @@ class TrainResult:
     losses: list[float]
     tokens: int
     seconds: float
+    state_dict: dict[str, torch.Tensor] | None = None  # sharded runs: the trained weights, on the main process only
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -83,6 +97,16 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == "linear":
         return max(0.0, 1.0 - progress)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def process_micro_batches(step: int, grad_accum: int, rank: int, world_size: int) -> list[tuple[int, bool]]:
+    """(global micro-batch number, whether it counts) of each micro-batch process `rank` runs in
+    optimizer step `step`: the step's grad_accum micro-batches dealt round-robin. Every process
+    runs as many (FSDP and DeepSpeed gather weights inside each pass); one left short repeats
+    one of the step's micro-batches, which does not count (weight 0)."""
+    slots = math.ceil(grad_accum / world_size)
+    dealt = [slot * world_size + rank for slot in range(slots)]
+    return [(step * grad_accum + micro % grad_accum, micro < grad_accum) for micro in dealt]
 
 
 def micro_batch_indices(n_examples: int, batch_size: int, seed: int, micro_index: int) -> list[int]:
@@ -103,22 +127,45 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_checkpoint(folder: Path, model, optimizer, step: int, losses: list[float], tokens: int) -> None:
-    with atomic_folder(folder) as tmp:
-        torch.save({n: p.detach().clone() for n, p in _trainable(model).items()}, tmp / "trainable.pt")
+def _save_checkpoint(folder: Path, acc, prepared, model, optimizer, step: int, losses: list[float], tokens: int) -> None:
+    """Written to a temporary sibling and renamed into place by the main process. Unsharded: the
+    trainable weights and the optimizer state (the same in every process); sharded (FSDP,
+    DeepSpeed): accelerate's own state, every process writing its part."""
+    tmp = folder.parent / f".{folder.name}.tmp"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    if distributed.is_sharded(acc):
+        acc.save_state(str(tmp / "accelerate"))
+    elif acc.is_main_process:
+        torch.save({n: p.detach().cpu().clone() for n, p in _trainable(model).items()}, tmp / "trainable.pt")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if acc.is_main_process:
         write_json(tmp / "state.json", {"step": step, "losses": losses, "tokens": tokens})
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    acc.wait_for_everyone()
 
 
-def _load_checkpoint(folder: Path, model, optimizer) -> tuple[int, list[float], int]:
+def _load_unsharded_checkpoint(folder: Path, model, optimizer) -> None:
     params = torch.load(folder / "trainable.pt", weights_only=True)
     trainable = _trainable(model)
     with torch.no_grad():
         for name, value in params.items():
             trainable[name].copy_(value)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    state = json.loads((folder / "state.json").read_text())
-    return state["step"], state["losses"], state["tokens"]
+
+
+def _set_activation_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Recompute each layer's activations in the backward pass (transformers >= 5 calls it
+    activation checkpointing, earlier releases gradient checkpointing)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False}) if on else model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
 
 
 def _truncate_log(path: Path, steps: int) -> None:
@@ -136,57 +183,86 @@ def train(
     work_dir: Path | None = None,
     desc: str = "training",
 ) -> TrainResult:
-    """Train `model` in place. With `work_dir`, checkpoints go to `work_dir/checkpoint` and a
-    re-run resumes from the last one; per-step losses go to `work_dir/train_log.jsonl`."""
+    """Train `model` in place (in every process). With `work_dir`, checkpoints go to
+    `work_dir/checkpoint` and a re-run resumes from the last one; per-step losses go to
+    `work_dir/train_log.jsonl`. A sharded run (FSDP, DeepSpeed) leaves `model` split over the
+    processes: its trained weights come back whole in `TrainResult.state_dict` on the main process."""
     if not examples:
         raise ValueError("no training examples")
     total = cfg.total_steps(len(examples))
-    device = next(model.parameters()).device
-    params = list(_trainable(model).values())
+    rank, world = distributed.rank(), distributed.world_size()
+    slots = math.ceil(cfg.grad_accum / world)
+    if cfg.grad_accum % world:
+        log.warning("%s: grad_accum %d is not a multiple of the %d processes: %d of %d micro-batch passes per step are repeats "
+                    "that do not count", desc, cfg.grad_accum, world, slots * world - cfg.grad_accum, slots * world)
+    acc = distributed.accelerator(slots)
+    if acc.gradient_accumulation_steps != slots:
+        raise WhpError(f"the accelerate config sets gradient_accumulation_steps={acc.gradient_accumulation_steps}: whp sets it "
+                       f"from {desc}'s grad_accum (remove it from the accelerate config)")
+    if cfg.gradient_checkpointing:
+        _set_activation_checkpointing(model, True)
     optimizer = torch.optim.AdamW(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+        list(_trainable(model).values()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
     )
     checkpoint = Path(work_dir) / "checkpoint" if work_dir else None
+    resuming = bool(checkpoint and checkpoint.is_dir())
+    if resuming and not distributed.is_sharded(acc):
+        _load_unsharded_checkpoint(checkpoint, model, optimizer)
+    prepared, optimizer = acc.prepare(model, optimizer)
     step, losses, tokens = 0, [], 0
-    if checkpoint and checkpoint.is_dir():
-        step, losses, tokens = _load_checkpoint(checkpoint, model, optimizer)
+    if resuming:
+        if distributed.is_sharded(acc):
+            acc.load_state(str(checkpoint / "accelerate"))
+        state = json.loads((checkpoint / "state.json").read_text())
+        step, losses, tokens = state["step"], state["losses"], state["tokens"]
         log.info("%s: resuming at step %d of %d", desc, step, total)
-    if work_dir:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        _truncate_log(Path(work_dir) / "train_log.jsonl", step)
-    model.train()
+    log_path = Path(work_dir) / "train_log.jsonl" if work_dir else None
+    if log_path and acc.is_main_process:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        _truncate_log(log_path, step)
+    prepared.train()
     started = time.perf_counter()
     session_tokens = 0
-    bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True,
+               **({} if acc.is_main_process else {"disable": True}))
+    weight = world * slots / cfg.grad_accum  # accelerate divides by `slots`, DDP averages over `world`: mean over grad_accum
     while step < total:
-        torch.manual_seed(cfg.seed + step)  # per step: a resumed run draws the same dropout as a straight one
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.schedule)
-        step_loss, step_tokens = 0.0, 0
-        for micro in range(cfg.grad_accum):
-            indices = micro_batch_indices(len(examples), cfg.batch_size, cfg.seed, step * cfg.grad_accum + micro)
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices]).items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss, n_tokens = loss_fn(model, batch)
-            (loss / cfg.grad_accum).backward()
-            step_loss += loss.item() / cfg.grad_accum
-            step_tokens += n_tokens
+        loss_sum, step_tokens = 0.0, 0
+        for micro, counts in process_micro_batches(step, cfg.grad_accum, rank, world):
+            torch.manual_seed(cfg.seed * 1_000_003 + micro)  # dropout: one draw per micro-batch, whichever process runs it, resumed or not
+            indices = micro_batch_indices(len(examples), cfg.batch_size, cfg.seed, micro)
+            batch = {k: v.to(acc.device) for k, v in collate([examples[i] for i in indices]).items()}
+            with acc.accumulate(prepared):
+                with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss, n_tokens = loss_fn(prepared, batch)
+                acc.backward(loss * (weight if counts else 0.0))
+            if counts:
+                loss_sum += loss.item()
+                step_tokens += n_tokens
         if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            acc.clip_grad_norm_(prepared.parameters(), cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if world > 1:
+            loss_sum, step_tokens = acc.reduce(torch.tensor([loss_sum, step_tokens], dtype=torch.float64, device=acc.device), "sum").tolist()
+        step_loss = loss_sum / cfg.grad_accum
         step += 1
         losses.append(step_loss)
-        tokens += step_tokens
-        session_tokens += step_tokens
+        tokens += int(step_tokens)
+        session_tokens += int(step_tokens)
         elapsed = time.perf_counter() - started
         bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{session_tokens / max(elapsed, 1e-9):.0f}")
         bar.update(1)
-        if work_dir:
-            with open(Path(work_dir) / "train_log.jsonl", "a") as f:
+        if log_path and acc.is_main_process:
+            with open(log_path, "a") as f:
                 f.write(json.dumps({"step": step, "loss": step_loss, "lr": optimizer.param_groups[0]["lr"]}) + "\n")
         if checkpoint and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == total):
-            _save_checkpoint(checkpoint, model, optimizer, step, losses, tokens)
+            _save_checkpoint(checkpoint, acc, prepared, model, optimizer, step, losses, tokens)
     bar.close()
-    model.eval()
-    return TrainResult(steps=step, losses=losses, tokens=tokens, seconds=time.perf_counter() - started)
+    prepared.eval()
+    if cfg.gradient_checkpointing:
+        _set_activation_checkpointing(model, False)
+    state_dict = distributed.full_state_dict(acc, prepared) if distributed.is_sharded(acc) else None
+    return TrainResult(steps=step, losses=losses, tokens=tokens, seconds=time.perf_counter() - started, state_dict=state_dict)

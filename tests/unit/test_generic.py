@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transformers import Gemma2Config, Gemma2ForCausalLM
 
+import whp.generic
 from helpers_tiny import tiny_model
-from whp.generic import IGNORE, block_labels, generic_logits, lower_forbidden_
+from whp.generic import (
+    IGNORE,
+    LabelsConfig,
+    ModelPass,
+    batch_labels,
+    block_labels,
+    compute_labels,
+    generic_logits,
+    identity_alignment,
+    lower_forbidden_,
+)
+from whp.models import split_at_head
 from whp.methods.whp import hard_label_loss, soft_label_loss, soft_targets_cross_entropy, whp_loss
 from whp.translate import AlignedBlock
 
@@ -174,3 +188,117 @@ def test_logprob_space_combines_log_softmaxed_logits():
     expected = generic_logits(v_r[:19].log_softmax(-1), v_b[:19].log_softmax(-1), 5.0).argmax(-1)
     assert torch.equal(in_logprobs.labels[1:], expected)
     assert torch.equal(in_logits.labels[1:], (v_b[:19] - 5.0 * torch.relu(v_r[:19] - v_b[:19])).argmax(-1))
+
+
+# ---- the LM head a few positions at a time ---------------------------------------------------------
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.0, 5.0]), logprobs=st.booleans())
+def test_labels_from_hidden_states_and_head_equal_those_from_whole_logits(seed, alpha, logprobs, monkeypatch_head_rows):
+    """Logits made HEAD_ROWS positions at a time (here 7) give the labels of the whole (T, V)
+    logits, bit for bit in fp32."""
+    gen = torch.Generator().manual_seed(seed)
+    length, hidden, vocab = 40, 6, 29
+    head_r, head_b = torch.nn.Linear(hidden, vocab, bias=False), torch.nn.Linear(hidden, vocab, bias=False)
+    h_r, h_b = torch.randn(length, hidden, generator=gen), torch.randn(length + 3, hidden, generator=gen)
+    source = sorted(torch.randperm(length - 1, generator=gen)[:30].tolist())
+    target = sorted(torch.randint(0, length + 3, (30,), generator=gen).tolist())  # repeats allowed
+    aligned = AlignedBlock(list(range(length)), list(range(length + 3)), source, target, [(5, 3), (20, 7)], [])
+    with torch.no_grad():
+        chunked = block_labels(aligned, h_r, h_b, alpha, 3, logprobs, head_r, head_b)
+        whole = block_labels(aligned, head_r(h_r), head_b(h_b), alpha, 3, logprobs)
+    assert torch.equal(chunked.labels, whole.labels)
+    assert torch.allclose(chunked.top_values, whole.top_values, atol=1e-6)
+    assert torch.equal(chunked.top_indices, whole.top_indices)
+
+
+@pytest.fixture
+def monkeypatch_head_rows(monkeypatch):
+    monkeypatch.setattr(whp.generic, "HEAD_ROWS", 7)
+
+
+def test_split_at_head_reproduces_the_logits_or_declines():
+    llama = tiny_model(60)
+    body, head = split_at_head(llama)
+    ids = torch.randint(0, 60, (2, 9))
+    with torch.no_grad():
+        assert torch.allclose(head(body(input_ids=ids).last_hidden_state), llama(input_ids=ids).logits, atol=1e-6)
+    torch.manual_seed(0)
+    capped = Gemma2ForCausalLM(Gemma2Config(vocab_size=60, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                            final_logit_softcapping=0.5))
+    assert split_at_head(capped) is None, "soft-capped logits are not head(body)"
+
+
+def test_batch_labels_through_split_model_equal_those_through_whole_logits():
+    base, reinforced = tiny_model(60, seed=1), tiny_model(60, seed=2)
+    gen = torch.Generator().manual_seed(0)
+    blocks = []
+    for n in (20, 14):
+        ids = torch.randint(0, 60, (n,), generator=gen).tolist()
+        blocks.append(AlignedBlock(ids, ids[:-2], list(range(n - 3)), list(range(n - 3)), [(4, 9)], []))
+
+    def whole(model):
+        return ModelPass(lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits)
+
+    def split(model):
+        body, head = split_at_head(model)
+        return ModelPass(lambda ids, mask: body(input_ids=ids, attention_mask=mask).last_hidden_state, head)
+
+    expected = batch_labels(blocks, whole(reinforced), whole(base), 5.0, 4, pad_id=0)
+    got = batch_labels(blocks, split(reinforced), split(base), 5.0, 4, pad_id=0)
+    for e, g in zip(expected, got):
+        assert torch.equal(e.labels, g.labels)
+        assert torch.allclose(e.top_values, g.top_values, atol=1e-5)
+
+
+# ---- shards shared between processes ---------------------------------------------------------------
+
+
+def test_processes_write_disjoint_shards_that_make_the_one_process_set(tmp_path):
+    model = tiny_model(60, seed=3)
+    gen = torch.Generator().manual_seed(1)
+    ids = [torch.randint(0, 60, (12,), generator=gen).tolist() for _ in range(7)]
+    forward = ModelPass(lambda i, m: model(input_ids=i, attention_mask=m).logits)
+    cfg = LabelsConfig(alpha=0.0, shard_blocks=2, batch_size=2)
+
+    def run(folder, rank, world):
+        return compute_labels(folder, len(ids), lambda i: identity_alignment(ids[i]), None, forward, cfg, 0,
+                              rank=rank, world_size=world)
+
+    run(tmp_path / "one", 0, 1)
+    counts = [run(tmp_path / "three", rank, 3)["blocks"] for rank in range(3)]
+    assert counts == [3, 2, 2], "shards 0 and 3 (blocks 0, 1, 6); shard 1 (2, 3); shard 2 (4, 5)"
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert len(names) == 4 and names == sorted(p.name for p in (tmp_path / "three").iterdir())
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
+    assert run(tmp_path / "three", 1, 3)["blocks"] == 0, "a finished shard is skipped"
+
+
+@pytest.mark.parametrize("targets", ["all-linear", "q_proj,v_proj,lm_head"])
+def test_lora_shared_passes_are_the_reinforced_and_the_base_model(targets, tmp_path):
+    """R = base + adapter, B = the same weights with the adapter off, also when it adapts the LM head."""
+    from whp.models import LoraConfig, add_lora
+    from whp.pipeline import lora_shared_passes
+
+    base, plain = tiny_model(60, seed=5), tiny_model(60, seed=5)
+    torch.manual_seed(1)
+    shared = add_lora(base, LoraConfig(r=4, alpha=8, target_modules=targets))
+    with torch.no_grad():
+        for name, p in shared.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    shared.eval()
+    reinforced, baseline = lora_shared_passes(shared, torch.device("cpu"))
+    ids = torch.randint(0, 60, (2, 10))
+    mask = torch.ones_like(ids)
+    with torch.inference_mode():
+        expected_b = plain(input_ids=ids).logits
+        expected_r = shared(input_ids=ids).logits
+        got_b = baseline.head(baseline.body(ids, mask))
+        got_r = reinforced.head(reinforced.body(ids, mask))
+    assert torch.allclose(got_b, expected_b, atol=1e-5)
+    assert torch.allclose(got_r, expected_r, atol=1e-5)
+    assert not torch.allclose(got_r, got_b, atol=1e-3), "the adapter does change the logits"

@@ -14,7 +14,7 @@ from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, tiny_model
 from whp.corpus import make_blocks
 from whp.methods.lm import lm_examples, lm_loss
 from whp.models import LoraConfig, add_lora
-from whp.train import TrainConfig, lr_factor, micro_batch_indices, train
+from whp.train import TrainConfig, lr_factor, micro_batch_indices, process_micro_batches, train
 
 
 # ---- learning-rate schedule ----------------------------------------------------------------------
@@ -262,3 +262,37 @@ def test_no_examples_is_an_error(examples):
     tokenizer, _ = examples
     with pytest.raises(ValueError, match="no training examples"):
         train(tiny_model(len(tokenizer)), [], lm_loss, resume_config())
+
+
+# ---- several processes: micro-batches dealt round-robin ------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(grad_accum=st.integers(1, 12), world_size=st.integers(1, 8), step=st.integers(0, 50))
+def test_processes_share_each_steps_micro_batches_exactly_once(grad_accum, world_size, step):
+    dealt = [process_micro_batches(step, grad_accum, rank, world_size) for rank in range(world_size)]
+    assert len({len(d) for d in dealt}) == 1, "every process runs as many passes (FSDP and DeepSpeed need it)"
+    counted = sorted(micro for d in dealt for micro, counts in d if counts)
+    assert counted == list(range(step * grad_accum, (step + 1) * grad_accum))
+    assert all(step * grad_accum <= micro < (step + 1) * grad_accum for d in dealt for micro, _ in d)
+
+
+def test_one_process_runs_every_micro_batch_in_order():
+    assert process_micro_batches(3, 4, 0, 1) == [(12, True), (13, True), (14, True), (15, True)]
+    assert process_micro_batches(0, 1, 1, 2) == [(0, False)], "a process left short repeats one, uncounted"
+
+
+def test_gradient_checkpointing_changes_no_number(examples):
+    tokenizer, data = examples
+    plain, checkpointed = tiny_model(len(tokenizer), seed=4), tiny_model(len(tokenizer), seed=4)
+    calls = {"plain": 0, "checkpointed": 0}
+    for name, model in (("plain", plain), ("checkpointed", checkpointed)):
+        model.model.layers[0].mlp.register_forward_pre_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    a = train(plain, data, lm_loss, resume_config(max_steps=3, checkpoint_every=0))
+    b = train(checkpointed, data, lm_loss, resume_config(max_steps=3, checkpoint_every=0, gradient_checkpointing=True))
+    assert calls == {"plain": 6, "checkpointed": 12}, "each layer ran again in the backward pass"
+    assert a.losses == pytest.approx(b.losses, rel=1e-6)
+    expected = parameters(plain)
+    for name, value in parameters(checkpointed).items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert not any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.modules()), "switched off after training"

@@ -2,6 +2,8 @@
 
 Padding is built here from sequence lengths, never from `input_ids != pad_id` (the pad token is
 often the EOS token, which also appears inside real text). The caller's tokenizer is not changed.
+Under several processes each takes every world_size-th batch (`my_batches`) and the results are
+merged in every process: the batches, hence the numbers, are the same as on one process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Iterator, Sequence
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from whp import distributed
 from whp.errors import WhpError
 
 
@@ -67,6 +70,11 @@ def chunks(n: int, size: int) -> Iterator[range]:
         raise ValueError(f"batch_size must be at least 1, got {size}")
     for start in range(0, n, size):
         yield range(start, min(start + size, n))
+
+
+def my_batches(n: int, size: int) -> list[range]:
+    """This process's batches of `chunks(n, size)`: every world_size-th one (all on one process)."""
+    return distributed.share(list(chunks(n, size)))
 
 
 def by_length(rows: Sequence[Sequence[int]]) -> list[int]:
@@ -123,12 +131,11 @@ def generate_ids(
         eos_token_id=eos,
         bos_token_id=tokenizer.bos_token_id,
     )
-    out: list[list[int]] = [[] for _ in prompts]
-    stats = GenerationStats()
+    mine: dict[int, list[int]] = {}
     order = by_length(prompts)
     started = time.perf_counter()
     with torch.inference_mode(), seeded(seed, device):
-        for batch in chunks(len(order), batch_size):
+        for batch in my_batches(len(order), batch_size):
             rows = [prompts[order[i]] for i in batch]
             input_ids, mask = left_pad(rows, pad, device)  # (B, T)
             generated = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
@@ -136,9 +143,10 @@ def generate_ids(
             for i, tokens in zip(batch, new):
                 if eos is not None and eos in tokens:
                     tokens = tokens[: tokens.index(eos) + 1]
-                out[order[i]] = tokens
-                stats.new_tokens += len(tokens)
-    stats.seconds = time.perf_counter() - started
+                mine[order[i]] = tokens
+    every = distributed.merged(mine)
+    out = [every[i] for i in range(len(prompts))]
+    stats = GenerationStats(new_tokens=sum(map(len, out)), seconds=time.perf_counter() - started)
     return out, stats
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from whp import distributed
 from whp.errors import WhpError
 from whp.evaluate import _lm
 from whp.evaluate.judges import GradeItem, Judge, JudgeError
@@ -54,22 +55,24 @@ def probability_familiarity(
         targets.append(ids)
     rows = _lm.encode(tokenizer, [p.prompt for p in prompts])
     device, pad = _lm.model_device(model), _lm.pad_id(tokenizer)
-    details: list[dict] = [{} for _ in prompts]
+    mine: dict[int, dict] = {}
     with torch.inference_mode():
-        for batch in _lm.chunks(len(rows), batch_size):
+        for batch in _lm.my_batches(len(rows), batch_size):
             input_ids, mask = _lm.left_pad([rows[i] for i in batch], pad, device)  # (B, T)
             logits = _lm.forward_logits(model, input_ids, mask)[:, -1]  # (B, V): left padding puts every last token at -1
             probs = logits.softmax(-1)  # (B, V)
             for row, i in enumerate(batch):
                 ids = torch.tensor(targets[i], device=device)  # (K,)
                 best = logits[row, ids].max()
-                details[i] = {
+                mine[i] = {
                     "prompt": prompts[i].prompt,
                     "probability": probs[row, ids].sum().item(),
                     "top1": tokenizer.decode([int(logits[row].argmax())]),
                     "rank": int((logits[row] > best).sum().item()) + 1,
                     "targets": [tokenizer.decode([t]) for t in targets[i]],
                 }
+    every = distributed.merged(mine)
+    details = [every[i] for i in range(len(prompts))]
     value = sum(d["probability"] for d in details) / len(details)
     return {"value": value, "n": len(details), "prompts": details}
 
@@ -160,7 +163,7 @@ def completion_familiarity(
         raise ValueError(f"{len(completions)} completions for {len(prompts)} prompts")
     items = [GradeItem(p.prompt, c, p.references, p.themes) for p, c in zip(prompts, completions)]
     try:
-        graded = judge.grade_many(items)
+        graded = distributed.on_main(lambda: judge.grade_many(items))  # an LLM judge is asked once, not once per process
     except JudgeError as exc:
         exc.partial = _result(prompts, completions, exc.graded or [None] * len(prompts), speed)
         raise

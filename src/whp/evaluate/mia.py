@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from whp import distributed
 from whp.errors import WhpError
 from whp.evaluate import _lm
 
@@ -36,9 +37,9 @@ def _token_scores(
         if len(row) < 2:
             raise WhpError(f"text has fewer than 2 tokens, nothing to score: {text[:60]!r}")
     device, pad = _lm.model_device(model), _lm.pad_id(tokenizer)
-    out: list = [None] * len(rows)
+    mine: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     with torch.inference_mode():
-        for batch in _lm.chunks(len(rows), batch_size):
+        for batch in _lm.my_batches(len(rows), batch_size):
             input_ids, mask = _lm.left_pad([rows[i] for i in batch], pad, device)  # (B, T)
             logits = _lm.forward_logits(model, input_ids, mask)[:, :-1]  # (B, T-1, V)
             for row, i in enumerate(batch):
@@ -48,8 +49,9 @@ def _token_scores(
                 p = logp.exp()
                 mu = (p * logp).sum(-1)  # (n,)
                 sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=1e-12).sqrt()  # (n,)
-                out[i] = (token_logp.cpu(), ((token_logp - mu) / sigma).cpu())
-    return out
+                mine[i] = (token_logp.cpu(), ((token_logp - mu) / sigma).cpu())
+    every = distributed.merged(mine)
+    return [every[i] for i in range(len(rows))]
 
 
 def min_k_scores(

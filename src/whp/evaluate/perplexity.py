@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from whp import distributed
 from whp.errors import WhpError
 from whp.evaluate import _lm
 
@@ -32,15 +33,19 @@ def perplexity(
     if not blocks:
         raise WhpError("text is too short for perplexity (fewer than 2 tokens)")
     device, pad = _lm.model_device(model), _lm.pad_id(tokenizer)
-    nll_sum, count = 0.0, 0
+    sums: dict[int, tuple[float, int]] = {}  # batch start -> (summed NLL, scored tokens)
     with torch.inference_mode():
-        for batch in _lm.chunks(len(blocks), batch_size):
+        for batch in _lm.my_batches(len(blocks), batch_size):
             rows = [blocks[i] for i in batch]
             input_ids, mask = _lm.left_pad(rows, pad, device)  # (B, T); only the tail block is shorter
             logits = _lm.forward_logits(model, input_ids, mask)[:, :-1]  # (B, T-1, V) predicts tokens 1..T-1
             scored = (mask[:, :-1] * mask[:, 1:]).bool()  # (B, T-1): a real token predicting a real token
             targets = input_ids[:, 1:].masked_fill(~scored, -100)  # (B, T-1)
-            nll_sum += F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum").item()
-            count += int((targets != -100).sum())
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum").item()
+            sums[batch.start] = (nll, int((targets != -100).sum()))
+    every = distributed.merged(sums)
+    nll_sum, count = 0.0, 0
+    for start in sorted(every):  # in batch order, as on one process
+        nll_sum, count = nll_sum + every[start][0], count + every[start][1]
     nll = nll_sum / count
     return {"value": math.exp(nll), "nll": nll, "tokens": count, "blocks": len(blocks)}

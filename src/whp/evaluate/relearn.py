@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from whp.corpus import make_blocks
 from whp.errors import WhpError
 from whp.methods.lm import lm_examples, lm_loss
-from whp.models import load_model
+from whp.models import default_device, load_model
 from whp.train import Batch, TrainConfig, train
 
 
@@ -66,7 +66,7 @@ def relearning_attack(
     the knowledge jumps back towards the original model's value. Also reported: the model's
     loss on the slice before and after (it must fall: the attack did train), per-step losses.
     `device` defaults to CUDA when available; `bf16` autocast defaults to on for CUDA only."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or str(default_device())
     bf16 = (device != "cpu") if bf16 is None else bf16
     model = load_model(model_path).to(device)
     examples = slice_examples(tokenizer, target_text, block_size, n_blocks, seed)

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from whp import distributed
 from whp.corpus import read_text
 from whp.errors import WhpError
 from whp.evaluate.judges import JudgeError
@@ -179,7 +180,8 @@ def model_label(path: str, taken: set[str]) -> str:
 
 def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: float, inputs: str) -> dict:
     record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2), "inputs": inputs}
-    write_json(folder / f"{name}.json", record)
+    if distributed.is_main():
+        write_json(folder / f"{name}.json", record)
     return record
 
 
@@ -219,7 +221,7 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
     todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
     if todo:
         tokenizer = load_tokenizer(path)
-        model = load_model(path, getattr(torch, cfg.dtype))
+        model = load_model(path, getattr(torch, cfg.dtype)).to(distributed.device())
         for name in todo:
             log.info("%s: %s", label, name)
             started = time.perf_counter()
@@ -229,14 +231,15 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
             try:
                 result = METRICS[name](model, tokenizer, cfg, path)
             except JudgeError as exc:
-                if exc.partial is not None:  # keep what was graded before the judge failed
+                if exc.partial is not None and distributed.is_main():  # keep what was graded before the judge failed
                     write_json(folder / f"{name}.partial.json", {"metric": name, "model": label, **exc.partial})
                 raise
             records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started, inputs)
         del model
         gc.collect()
     values = _summary_values({name: r for name, r in records.items() if _requested(name, cfg)})
-    write_json(folder / "metrics.json", {label: values})
+    if distributed.is_main():
+        write_json(folder / "metrics.json", {label: values})
     return values
 
 
@@ -272,9 +275,12 @@ def evaluate(paths: list[str], cfg: EvalConfig, out: Path, title: str = "whp eva
         label = model_label(path, labels)
         labels.add(label)
         summary[label] = evaluate_model(path, label, cfg, out)
-        _update_model_card(Path(resolve_model_path(path)), summary[label])
-    write_json(out / "metrics.json", summary)
-    build_report([out / label for label in summary], out / "report.html", title)
+        if distributed.is_main():
+            _update_model_card(Path(resolve_model_path(path)), summary[label])
+    if distributed.is_main():
+        write_json(out / "metrics.json", summary)
+        build_report([out / label for label in summary], out / "report.html", title)
+    distributed.barrier()
     return summary
 
 
