@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every unlearning method on the demo setting, measured alike (issue 6): SmolLM2-135M-Instruct,
 # the built-in Sherlock Holmes corpus, retain-training text and dictionary, `whp demo`'s metrics
-# on the held-out prompts with bf16 weights. Settings: WHP = the demo's config.yaml; the others =
-# the points chosen on the TUNE prompts (benchmarks/method_sweep.py, figures in RESULTS.md).
+# on the held-out prompts with bf16 weights, relearning, and 100 items of each local benchmark.
+# Settings: WHP = the demo's config.yaml; GA and GD = the last points before collapse on the TUNE
+# prompts (benchmarks/method_sweep.py, figures in RESULTS.md); NPO (still improving at its last
+# tuned point) run to about WHP's training budget in tokens.
 # Usage: benchmarks/compare_methods.sh [OUT, default runs/cmp]   (about an hour on 2 free CPU cores)
 set -euo pipefail
 OUT=${1:-runs/cmp}
@@ -18,7 +20,9 @@ $WHP unlearn "${INPUTS[@]}" "${RETAIN[@]}" --anchors "$D/anchors.yaml" --out "$O
 $WHP unlearn --method whp-inference "${INPUTS[@]}" --set inference.alpha=5 --out "$OUT/whp-inference"
 $WHP unlearn --method ga "${INPUTS[@]}" $(lora ga 28) --out "$OUT/ga"
 $WHP unlearn --method gd "${INPUTS[@]}" "${RETAIN[@]}" $(lora gd 70) --set gd.retain_weight=3 --out "$OUT/gd"
-$WHP unlearn --method npo "${INPUTS[@]}" "${RETAIN[@]}" $(lora npo 100) --out "$OUT/npo"
+$WHP unlearn --method npo "${INPUTS[@]}" "${RETAIN[@]}" $(lora npo 150) --out "$OUT/npo"
 
 $WHP compare "$OUT"/{whp,whp-inference,ga,gd,npo} --out "$OUT/compare" --set dtype=bfloat16 \
-    --metrics familiarity_probability familiarity_completion retain_perplexity side_effect_probability side_effect_completion
+    --metrics familiarity_probability familiarity_completion retain_perplexity side_effect_probability side_effect_completion relearn_familiarity \
+    --benchmarks whp_arc_easy whp_arc_challenge whp_boolq whp_hellaswag whp_openbookqa whp_piqa whp_winogrande \
+    --benchmark-data "${BENCHMARK_DATA:-../shared/data/eval}" --limit 100

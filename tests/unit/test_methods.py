@@ -130,6 +130,15 @@ def test_top_k_kl_on_hand_made_distributions():
     assert top_k_kl(baseline, baseline, indices).item() == exact(0.0)
 
 
+def test_top_k_kl_counts_the_rest_of_the_vocabulary_as_one_outcome():
+    p, q = [0.5, 0.3, 0.2], [0.6, 0.2, 0.2]
+    baseline_top = torch.tensor([[[math.log(0.5), math.log(0.3)]]], dtype=torch.float64)  # k = 2 of V = 3
+    indices = torch.tensor([[[0, 1]]])
+    full_kl = sum(a * math.log(a / b) for a, b in zip(p, q))  # the rest is one token, so the bucket is exact
+    assert top_k_kl(probs_logits([q]), baseline_top, indices).item() == exact(full_kl)
+    assert top_k_kl(probs_logits([p]), baseline_top, indices).item() == exact(0.0)
+
+
 def test_npo_with_kl_retain_uses_the_baseline_top_k():
     top_values = torch.tensor([[[0.5, 0.5]] * 3] * 2, dtype=torch.float64).log()  # (B, T, k) baseline uniform
     top_indices = torch.tensor([[[0, 1]] * 3] * 2)

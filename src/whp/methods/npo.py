@@ -15,8 +15,8 @@ the formula to raw logits element-wise instead, which we do not copy.
 be trained (same weights, dtype and autocast, hence a ratio of exactly 1 at step 0) and stored
 in each example: the loss stays `(model, batch)` and no second model is held in memory.
 Optional retain term on `--retain` text: `gd` (its LM loss, open-unlearning's default) or `kl`
-(KL from the baseline's next-token distribution, restricted to the baseline's top-k tokens,
-also precomputed).
+(KL from the baseline's next-token distribution over the baseline's top-k tokens and one
+bucket for the rest of the vocabulary, also precomputed).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
+from whp.methods.whp import soft_targets_cross_entropy
 from whp.train import TrainConfig, collate
 
 
@@ -59,11 +60,15 @@ def npo_term(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float) -> t
 
 
 def top_k_kl(logits: torch.Tensor, top_logprobs: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
-    """Σ_k p_k (log p_k − log q_k) over the baseline's top k tokens per position: logits (B, T, V)
+    """KL(p ‖ q) per position over the baseline's top k tokens plus one bucket for the rest of the
+    vocabulary: Σ_k p_k (log p_k − log q_k) + p_rest (log p_rest − log q_rest). logits (B, T, V)
     of the model q; top_logprobs / top_indices (B, T, k) of the baseline p (full-vocabulary
-    log-probabilities) -> (B, T). 0 where q = p."""
-    log_q = torch.log_softmax(logits.float(), dim=-1).gather(-1, top_indices)  # (B, T, k)
-    return (top_logprobs.exp() * (top_logprobs - log_q)).sum(-1)
+    log-probabilities) -> (B, T). 0 where q = p; the bucket keeps q's tail from being squeezed
+    into the top k (as in the WHP soft-label loss)."""
+    p = top_logprobs.float().exp()  # (B, T, k)
+    p_rest = (1.0 - p.sum(-1)).clamp(min=0.0)  # (B, T)
+    neg_entropy = (p * top_logprobs.float()).sum(-1) + torch.xlogy(p_rest, p_rest)  # Σ p log p over k and the bucket
+    return soft_targets_cross_entropy(logits, top_logprobs, top_indices) + neg_entropy
 
 
 def npo_loss(model: torch.nn.Module, batch: Batch, beta: float = 0.1, retain_loss: str = "gd",
