@@ -46,6 +46,13 @@ def stage(inputs: Path, command: str, out: Path, *extra: str) -> list[str]:
             "--anchors", str(inputs / "anchors.yaml"), "--out", str(out), *SETTINGS, *extra]
 
 
+def gradient_difference(inputs: Path, out: Path) -> list[str]:
+    """Another method over the same loop: gd with retain text, a LoRA adapter merged at the end."""
+    return stage(inputs, "unlearn", out, "--method", "gd", "--retain", str(inputs / "retain.txt"),
+                 "--set", "gd.train.max_steps=4", "--set", "gd.train.batch_size=2", "--set", "gd.train.grad_accum=2",
+                 "--set", "gd.train.lr=1e-3", "--set", "gd.train.lora=true")
+
+
 def evaluation(inputs: Path, model: Path, out: Path) -> list[str]:
     return ["-q", "eval", "--model", str(model), "--out", str(out), "--metrics", *EVAL_METRICS,
             "--prompts", str(inputs / "prob.jsonl"), str(inputs / "comp.jsonl"),
@@ -58,6 +65,7 @@ def one_process(inputs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one") / "run"
     assert main(stage(inputs, "unlearn", out)) == 0
     assert main(evaluation(inputs, out / "model", out / "eval")) == 0
+    assert main(gradient_difference(inputs, out.parent / "gd")) == 0
     return out
 
 
@@ -70,6 +78,7 @@ def two_processes(inputs, one_process, tmp_path_factory) -> Path:
         stage(inputs, "labels", out, "--reinforced", str(one_process / "reinforced")),
         stage(inputs, "finetune", out, "--reinforced", str(one_process / "reinforced")),
         evaluation(inputs, one_process / "model", out / "eval"),
+        gradient_difference(inputs, out.parent / "gd"),
     ]
     spec = out.parent / "commands.json"
     spec.write_text(json.dumps(commands))
@@ -108,6 +117,20 @@ def test_two_processes_fine_tune_along_the_same_loss_curve(one_process, two_proc
     tokens = [json.loads((run / "run.json").read_text())["stages"]["finetune"]["tokens"] for run in (one_process, two_processes)]
     assert tokens[0] == tokens[1] > 0
     weights_one, weights_two = (load_file(str(run / "model" / "model.safetensors")) for run in (one_process, two_processes))
+    for name, value in weights_one.items():
+        torch.testing.assert_close(weights_two[name], value, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_another_method_trains_alike_and_saves_once_from_two_processes(one_process, two_processes):
+    def curve(run: Path) -> list[float]:
+        return [json.loads(line)["loss"] for line in (run / "work" / "gd" / "train_log.jsonl").read_text().splitlines()]
+
+    one, two = one_process.parent / "gd", two_processes.parent / "gd"
+    assert len(curve(one)) == 4
+    assert curve(two) == pytest.approx(curve(one), rel=LOSS_TOLERANCE)
+    assert json.loads((two / "run.json").read_text())["status"] == "complete"
+    weights_one, weights_two = (load_file(str(run / "model" / "model.safetensors")) for run in (one, two))
+    assert weights_one.keys() == weights_two.keys()
     for name, value in weights_one.items():
         torch.testing.assert_close(weights_two[name], value, rtol=1e-3, atol=1e-5, msg=name)
 
