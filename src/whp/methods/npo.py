@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from whp import distributed
 from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
 from whp.methods.whp import soft_targets_cross_entropy
 from whp.train import TrainConfig, collate
@@ -92,7 +93,8 @@ def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: i
     """Copies of `examples` with the model's summed log-probability `ref_logprob` () and, with
     `top_k`, its top-k next-token log-probabilities `top_values` / `top_indices` (T, k); one
     inference pass under the same autocast as training."""
-    device = next(model.parameters()).device
+    device = distributed.device()  # this process's GPU when there is one: the pass is a full forward over the target
+    model.to(device)
     was_training = model.training
     model.eval()
     out = []
