@@ -129,13 +129,16 @@ def _add_eval_arguments(parser: argparse.ArgumentParser, models: bool = True) ->
 def _eval_config(args: argparse.Namespace):
     from whp.config import load_config
     from whp.evaluate.prompts import prompt_file_kind
-    from whp.evaluate.suite import EvalConfig
+    from whp.evaluate.suite import BENCHMARKS, EvalConfig
 
     by_kind: dict[str, list[str]] = {"probability": [], "completion": []}
     for path in args.prompts:
         by_kind[prompt_file_kind(path)].append(path)
+    metrics = args.metrics
+    if metrics and args.benchmarks and BENCHMARKS not in metrics:  # --benchmarks asks for them, whatever --metrics lists
+        metrics = [*metrics, BENCHMARKS]
     return load_config(args.config, args.overrides, cls=EvalConfig, probability_prompts=by_kind["probability"],
-                       completion_prompts=by_kind["completion"], metrics=args.metrics, benchmarks=args.benchmarks,
+                       completion_prompts=by_kind["completion"], metrics=metrics, benchmarks=args.benchmarks,
                        benchmark_data=args.benchmark_data, benchmark_limit=args.limit, judge=args.judge,
                        llm_url=args.llm_url, llm_model=args.llm_model)
 

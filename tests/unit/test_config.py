@@ -249,3 +249,12 @@ def test_extraction_settings_enter_the_labels_fingerprint_only_when_extraction_r
     assert "extract" in stage_settings(extracting, "labels")
     assert "extract" not in stage_settings(given, "labels")
     assert "extract" not in stage_settings(extracting, "reinforce")
+
+
+def test_benchmarks_asked_for_run_even_when_metrics_are_listed(tmp_path):
+    from whp.cli import _eval_config, make_parser
+
+    base = ["eval", "--model", "m", "--out", str(tmp_path), "--metrics", "retain_perplexity"]
+    listed = _eval_config(make_parser().parse_args([*base, "--benchmarks", "whp_arc_easy"]))
+    assert listed.metrics == ["retain_perplexity", "benchmarks"] and listed.benchmarks == ["whp_arc_easy"]
+    assert _eval_config(make_parser().parse_args(base)).metrics == ["retain_perplexity"]
