@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from whp.errors import WhpError
 from whp.files import atomic_write_bytes
@@ -272,6 +273,9 @@ def _familiarity_scatter(summary: Summary, methods: dict[str, str] | None = None
                     ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8 if methods else 9)
         if label.startswith("retain perplexity"):
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))  # 10 15 20 30 50 70 100 ...
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # not 1.2×10¹ crowding a narrow range
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel(f"{familiarity} (lower = forgotten)")
         ax.margins(0.25)
