@@ -37,9 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TARGET = ROOT.parent / "shared" / "data" / "corpora" / "sherlock_complete_canon.txt"
-DEFAULT_ANCHORS = ROOT / "src" / "whp" / "data" / "demo" / "anchors.yaml"
+from label_stage import DEFAULT_ANCHORS, DEFAULT_TARGET, prepare  # the same target slice and "reinforced" models
+
 BLOCK = 512
 
 # name: (lora, batch_size, grad_accum, fused AdamW, frozen weights' dtype, torch.compile)
@@ -124,30 +123,6 @@ def matmul_rate(config, dtype_name: str, threads: int) -> dict:
 
 def peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
-
-
-def prepare(work: Path, target: Path, n_tokens: int) -> None:
-    """The target slice, a LoRA 'reinforced' adapter and a full 'reinforced' copy (perturbed)."""
-    import torch
-
-    from whp.models import LoraConfig, add_lora, demo_model_path, load_model, load_tokenizer, save_model
-
-    base = demo_model_path()
-    tokenizer = load_tokenizer(base)
-    ids = tokenizer(target.read_text()[: n_tokens * 6], add_special_tokens=False)["input_ids"][:n_tokens]
-    (work / "target.txt").write_text(tokenizer.decode(ids))
-    torch.manual_seed(0)
-    adapter = add_lora(load_model(base), LoraConfig())
-    with torch.no_grad():
-        for name, p in adapter.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 1e-3)  # a trained adapter is non-zero; compute is the same either way
-    adapter.save_pretrained(work / "lora")
-    full = load_model(base)
-    with torch.no_grad():
-        for p in full.parameters():
-            p.add_(torch.randn_like(p) * 1e-4)
-    save_model(full, tokenizer, work / "full")
 
 
 def child_labels(args) -> dict:
