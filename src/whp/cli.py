@@ -20,6 +20,11 @@ _STAGE_COMMANDS = {
 }
 
 
+def _add_overrides(parser: argparse.ArgumentParser, text: str) -> None:
+    """`--set KEY=VALUE`, repeatable, into args.overrides (what `whp.config.load_config` reads)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=text)
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", help="whp (default: the paper's fine-tuning on generic labels), whp-inference (generic "
                                          "logits at inference time, no fine-tuning), ga (gradient ascent), gd (gradient "
@@ -31,8 +36,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reinforced", help="use this reinforced model or LoRA adapter folder instead of training one")
     parser.add_argument("--out", required=True, type=Path, help="run folder (re-run the same command to resume)")
     parser.add_argument("--config", help="YAML config; flags and --set override it")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set labels.alpha=2 --set finetune.train.lr=1e-5")
+    _add_overrides(parser, "override one setting, e.g. --set labels.alpha=2 --set finetune.train.lr=1e-5")
     parser.add_argument("--overwrite", action="store_true", help="redo stages whose settings changed (or reuse a non-run folder)")
     parser.add_argument("--trust-remote-code", action="store_true", default=None, help="allow model code from the model folder")
 
@@ -61,8 +65,7 @@ def make_parser() -> argparse.ArgumentParser:
         "anchors", help="draft an anchored dictionary from the target text (offline, or with an LLM endpoint)"))
     demo = commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override a pipeline setting of the demo's config")
+    _add_overrides(demo, "override a pipeline setting of the demo's config")
     demo.add_argument("--prompts", choices=["heldout", "tune"], default="heldout",
                       help="which prompt split to report (defaults were tuned on 'tune' only)")
     demo.add_argument("--anchors", help="dictionary file instead of the built-in one, or 'auto' to extract one from the corpus")
@@ -80,8 +83,7 @@ def _add_anchors_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", help="your own dictionary (JSON or YAML) to merge in; its entries win")
     parser.add_argument("--out", required=True, type=Path, help="review file to write (YAML; --anchors reads it as it is)")
     parser.add_argument("--config", help="YAML of extraction settings (see whp.anchors.extract.ExtractConfig)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set max_entries=500 --set min_count=5")
+    _add_overrides(parser, "override one setting, e.g. --set max_entries=500 --set min_count=5")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder")
 
 
@@ -123,7 +125,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser, models: bool = True) ->
     parser.add_argument("--llm-url", help="OpenAI-compatible base URL of the LLM judge")
     parser.add_argument("--llm-model", help="model name of the LLM judge (key from $OPENAI_API_KEY or --set llm_key_env=...)")
     parser.add_argument("--config", help="YAML of evaluation settings (see whp.evaluate.suite.EvalConfig)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    _add_overrides(parser, "override one setting")
 
 
 def _eval_config(args: argparse.Namespace):
