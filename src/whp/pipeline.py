@@ -217,6 +217,16 @@ def trained_model(cfg: RunConfig, train_cfg: TrainConfig, model, result: TrainRe
     return whole
 
 
+def save_unlearned(cfg: RunConfig, train_cfg: TrainConfig, model, result: TrainResult, tokenizer, destination: Path,
+                   record: dict) -> None:
+    """The main process writes the trained model, adapter merged, with its card to `destination`
+    (a `from_pretrained` folder); every process waits until it is there."""
+    if distributed.is_main():
+        whole = peft_adapter.merged(trained_model(cfg, train_cfg, model, result))
+        save_model(whole, tokenizer, destination, {"README.md": model_card(cfg, record)})
+    distributed.barrier()
+
+
 def reinforced_path(cfg: RunConfig, out: Path) -> Path:
     return Path(cfg.reinforced) if cfg.reinforced else out / "reinforced"
 
@@ -437,10 +447,7 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
     _record_stage(out, record, cfg, "finetune", time.perf_counter() - started,
                   steps=result.steps, tokens=result.tokens, first_loss=result.losses[0], final_loss=result.losses[-1])
-    if distributed.is_main():
-        model = peft_adapter.merged(trained_model(cfg, train_cfg, model, result))
-        save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
-    distributed.barrier()
+    save_unlearned(cfg, train_cfg, model, result, tokenizer, destination, record)
     return destination
 
 
@@ -465,10 +472,7 @@ def run_loss_method(cfg: RunConfig, out: Path, record: dict) -> Path:
     result = train(model, examples, loss_fn, settings.train, out / "work" / cfg.method, cfg.method)
     _record_stage(out, record, cfg, cfg.method, time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
                   first_loss=result.losses[0], final_loss=result.losses[-1], blocks=len(target), retain_blocks=len(retain))
-    if distributed.is_main():
-        model = peft_adapter.merged(trained_model(cfg, settings.train, model, result))
-        save_model(model, tokenizer, destination, {"README.md": model_card(cfg, record)})
-    distributed.barrier()
+    save_unlearned(cfg, settings.train, model, result, tokenizer, destination, record)
     return destination
 
 
