@@ -149,18 +149,20 @@ def _eval(args: argparse.Namespace) -> None:
     from whp.evaluate.suite import evaluate
 
     summary = evaluate(args.model, _eval_config(args), args.out)
-    if _is_main_process():
-        print(format_table(summary))
-        print(f"report: {args.out / 'report.html'}")
+    _print_summary(summary, args.out)
 
 
 def _compare(args: argparse.Namespace) -> None:
     from whp.compare import compare
 
     summary = compare(args.runs, _eval_config(args), args.out, args.baseline)
+    _print_summary(summary, args.out)
+
+
+def _print_summary(summary: dict[str, dict[str, float]], out: Path) -> None:
     if _is_main_process():
         print(format_table(summary))
-        print(f"report: {args.out / 'report.html'}")
+        print(f"report: {out / 'report.html'}")
 
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
