@@ -52,6 +52,8 @@ TRAIN_VARIANTS = {
     "lora-b4x4-bf16base-fused": (True, 4, 4, True, "bfloat16", False),
     "lora-b8x2-bf16base-fused": (True, 8, 2, True, "bfloat16", False),
     "full-b4x4-fused-compile": (False, 4, 4, True, "float32", True),
+    "lora-b4-compile": (True, 4, 1, False, "float32", True),
+    "lora-b4-bf16base-compile": (True, 4, 1, False, "bfloat16", True),
 }
 # name: (weights' dtype or "autocast" (fp32 weights, bf16 autocast), batch of blocks, LM-head rows,
 #        torch.compile of the body, processes (torchrun; threads divided between them))

@@ -124,7 +124,7 @@ def test_soft_cross_entropy_by_hand():
     logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25]]]))  # (1, 1, 3)
     values = torch.log(torch.tensor([[[0.5, 0.3]]]))  # p = (0.5, 0.3) over tokens 0 and 1; 0.2 in the tail
     indices = torch.tensor([[[0, 1]]])
-    loss = soft_targets_cross_entropy(logits, values, indices)[0, 0]
+    loss = soft_targets_cross_entropy(logits.log_softmax(-1).gather(-1, indices), values)[0, 0]
     # the model's rest (token 2) holds 0.25, the generic rest 0.2
     expected = -(0.5 * torch.log(torch.tensor(0.5)) + 0.3 * torch.log(torch.tensor(0.25)) + 0.2 * torch.log(torch.tensor(0.25)))
     assert torch.isclose(loss, expected)
@@ -137,7 +137,7 @@ def test_soft_cross_entropy_is_stationary_where_the_model_matches_the_target(see
     logits = torch.randn(1, 1, 9, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2
     top = logits.log_softmax(-1).topk(k)
     z = logits.clone().float().requires_grad_(True)
-    soft_targets_cross_entropy(z, top.values.float(), top.indices)[0, 0].backward()
+    soft_targets_cross_entropy(z.log_softmax(-1).gather(-1, top.indices), top.values.float())[0, 0].backward()
     assert torch.allclose(z.grad, torch.zeros_like(z.grad), atol=1e-5)
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from whp.generic import IGNORE
 from whp.methods.ga import ga_loss
 from whp.methods.gd import gd_loss
+from whp.methods.head import from_logits
 from whp.methods.lm import token_nll
 from whp.methods.npo import NPOConfig, npo_loss, npo_term, top_k_kl
 
@@ -57,7 +58,7 @@ def test_token_nll_reads_the_label_of_the_next_position_and_skips_ignored_and_pa
     labels = [[0, 0, 1], [1, 0, IGNORE]]
     b = batch(labels)
     b["attention_mask"] = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    nll, valid = token_nll(probs_logits(TARGET, RETAIN), b)
+    nll, valid = token_nll(from_logits(probs_logits(TARGET, RETAIN)), b)
     assert valid.tolist() == [[True, True], [True, False]]
     assert nll[0].tolist() == pytest.approx([math.log(2), math.log(4 / 3)], rel=1e-6)
     assert nll[1, 0].item() == exact(math.log(4 / 3))
@@ -121,13 +122,17 @@ def test_npo_with_gd_retain_adds_the_retain_nll():
     assert loss.item() == exact(2 * math.log(2) / 0.5 + 2.0 * retain_nll)
 
 
+def log_q(logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    return logits.float().log_softmax(-1).gather(-1, indices)  # (B, T, k)
+
+
 def test_top_k_kl_on_hand_made_distributions():
     model_logits = probs_logits([[0.75, 0.25]])  # q
     baseline = torch.tensor([[[0.5, 0.5]]], dtype=torch.float64).log()  # p, both tokens kept
     indices = torch.tensor([[[0, 1]]])
     expected = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
-    assert top_k_kl(model_logits, baseline, indices).item() == exact(expected)
-    assert top_k_kl(baseline, baseline, indices).item() == exact(0.0)
+    assert top_k_kl(log_q(model_logits, indices), baseline).item() == exact(expected)
+    assert top_k_kl(log_q(baseline, indices), baseline).item() == exact(0.0)
 
 
 def test_top_k_kl_counts_the_rest_of_the_vocabulary_as_one_outcome():
@@ -135,8 +140,8 @@ def test_top_k_kl_counts_the_rest_of_the_vocabulary_as_one_outcome():
     baseline_top = torch.tensor([[[math.log(0.5), math.log(0.3)]]], dtype=torch.float64)  # k = 2 of V = 3
     indices = torch.tensor([[[0, 1]]])
     full_kl = sum(a * math.log(a / b) for a, b in zip(p, q))  # the rest is one token, so the bucket is exact
-    assert top_k_kl(probs_logits([q]), baseline_top, indices).item() == exact(full_kl)
-    assert top_k_kl(probs_logits([p]), baseline_top, indices).item() == exact(0.0)
+    assert top_k_kl(log_q(probs_logits([q]), indices), baseline_top).item() == exact(full_kl)
+    assert top_k_kl(log_q(probs_logits([p]), indices), baseline_top).item() == exact(0.0)
 
 
 def test_npo_with_kl_retain_uses_the_baseline_top_k():

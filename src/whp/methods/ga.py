@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from whp.methods.head import predict
 from whp.methods.lm import Batch, masked_mean, token_nll
 from whp.train import TrainConfig
 
@@ -24,8 +25,7 @@ class GAConfig:
 
 def ga_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
     """−(mean next-token NLL over the batch's target tokens)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    nll, valid = token_nll(logits, batch)  # (B, T-1)
+    nll, valid = token_nll(predict(model, batch), batch)  # (B, T-1)
     return -masked_mean(nll, valid), int(valid.sum())
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from whp.methods.head import predict
 from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
 from whp.train import TrainConfig
 
@@ -31,8 +32,7 @@ class GDConfig:
 def gd_loss(model: torch.nn.Module, batch: Batch, retain_weight: float = 1.0) -> tuple[torch.Tensor, int]:
     """−(mean NLL over target tokens) + retain_weight × (mean NLL over retain tokens); target and
     retain blocks share the batch, told apart by `is_retain`."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    nll, valid = token_nll(logits, batch)  # (B, T-1)
+    nll, valid = token_nll(predict(model, batch), batch)  # (B, T-1)
     retain = retain_rows(batch, len(nll), nll.device)[:, None]  # (B, 1)
     loss = -masked_mean(nll, valid & ~retain) + retain_weight * masked_mean(nll, valid & retain)
     return loss, int(valid.sum())

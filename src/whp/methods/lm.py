@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from whp.generic import IGNORE
+from whp.methods.head import LogProbsAt, predict
 
 Batch = dict[str, torch.Tensor]
 
@@ -30,19 +31,17 @@ def lm_examples(blocks, is_retain: bool | None = None, width: int | None = None)
 
 def lm_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy; padded positions carry no loss."""
-    labels = batch["labels"].masked_fill(batch["attention_mask"] == 0, IGNORE)  # (B, T)
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)
-    return out.loss, int((labels[:, 1:] != IGNORE).sum())
+    nll, valid = token_nll(predict(model, batch), batch)  # (B, T-1)
+    return masked_mean(nll, valid), int(valid.sum())
 
 
-def token_nll(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def token_nll(logprobs_at: LogProbsAt, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Next-token NLL of each position t that predicts t+1, and which positions count: (B, T-1) each.
-    logits (B, T, V); labels at t+1 (Hugging Face convention); padding and IGNORE carry no loss."""
+    Labels at t+1 (Hugging Face convention); padding and IGNORE carry no loss (NLL 0)."""
     targets = batch["labels"][:, 1:].masked_fill(batch["attention_mask"][:, 1:] == 0, IGNORE)  # (B, T-1)
-    nll = torch.nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="none"
-    )
-    return nll.view_as(targets), targets != IGNORE
+    valid = targets != IGNORE
+    log_p = logprobs_at(targets.clamp(min=0)[..., None], valid)[..., 0]  # (B, T-1)
+    return torch.where(valid, -log_p, 0.0), valid
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from whp import distributed
+from whp.methods.head import from_logits, predict
 from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
 from whp.methods.whp import soft_targets_cross_entropy
 from whp.train import TrainConfig, collate
@@ -60,30 +61,30 @@ def npo_term(logprob: torch.Tensor, ref_logprob: torch.Tensor, beta: float) -> t
     return 2.0 / beta * F.softplus(beta * (logprob - ref_logprob))
 
 
-def top_k_kl(logits: torch.Tensor, top_logprobs: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
+def top_k_kl(log_q: torch.Tensor, top_logprobs: torch.Tensor) -> torch.Tensor:
     """KL(p ‖ q) per position over the baseline's top k tokens plus one bucket for the rest of the
-    vocabulary: Σ_k p_k (log p_k − log q_k) + p_rest (log p_rest − log q_rest). logits (B, T, V)
-    of the model q; top_logprobs / top_indices (B, T, k) of the baseline p (full-vocabulary
-    log-probabilities) -> (B, T). 0 where q = p; the bucket keeps q's tail from being squeezed
+    vocabulary: Σ_k p_k (log p_k − log q_k) + p_rest (log p_rest − log q_rest). log_q (B, T, k):
+    the model's log-probabilities of the baseline's top k tokens, whose full-vocabulary
+    log-probabilities under the baseline p are top_logprobs (B, T, k) -> (B, T). 0 where q = p; the bucket keeps q's tail from being squeezed
     into the top k (as in the WHP soft-label loss)."""
     p = top_logprobs.float().exp()  # (B, T, k)
     p_rest = (1.0 - p.sum(-1)).clamp(min=0.0)  # (B, T)
     neg_entropy = (p * top_logprobs.float()).sum(-1) + torch.xlogy(p_rest, p_rest)  # Σ p log p over k and the bucket
-    return soft_targets_cross_entropy(logits, top_logprobs, top_indices) + neg_entropy
+    return soft_targets_cross_entropy(log_q, top_logprobs) + neg_entropy
 
 
 def npo_loss(model: torch.nn.Module, batch: Batch, beta: float = 0.1, retain_loss: str = "gd",
              retain_weight: float = 1.0) -> tuple[torch.Tensor, int]:
     """Mean NPO term over the batch's target blocks + retain_weight × the retain term's mean over
     retain tokens (blocks told apart by `is_retain`)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    nll, valid = token_nll(logits, batch)  # (B, T-1)
+    logprobs_at = predict(model, batch)
+    nll, valid = token_nll(logprobs_at, batch)  # (B, T-1)
     retain = retain_rows(batch, len(nll), nll.device)  # (B,)
     logprob = -(nll * valid).sum(-1)  # (B,)
     loss = masked_mean(npo_term(logprob, batch["ref_logprob"], beta), ~retain)
     if retain.any():
         kl = retain_loss == "kl"
-        per_position = top_k_kl(logits[:, :-1], batch["top_values"][:, :-1], batch["top_indices"][:, :-1]) if kl else nll  # (B, T-1)
+        per_position = top_k_kl(logprobs_at(batch["top_indices"][:, :-1], valid), batch["top_values"][:, :-1]) if kl else nll  # (B, T-1)
         loss = loss + retain_weight * masked_mean(per_position, valid & retain[:, None])
     return loss, int(valid.sum())
 
@@ -103,7 +104,7 @@ def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: i
         batch = {k: v.to(device) for k, v in collate(group).items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-        nll, valid = token_nll(logits, batch)
+        nll, valid = token_nll(from_logits(logits), batch)
         logprob = -(nll * valid).sum(-1).cpu()  # (B,)
         top = torch.log_softmax(logits.float(), dim=-1).topk(top_k, dim=-1) if top_k else None  # (B, T, k)
         for row, example in enumerate(group):

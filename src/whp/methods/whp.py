@@ -16,39 +16,35 @@ from __future__ import annotations
 import torch
 
 from whp.generic import IGNORE
+from whp.methods.head import LogProbsAt, predict
 from whp.methods.lm import masked_mean, retain_rows
 
 
-def soft_targets_cross_entropy(logits: torch.Tensor, top_logprobs: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
-    """Per position −Σ_k p_k log q(token_k) − p_rest log q_rest, where p_rest = 1 − Σ_k p_k and
-    q_rest = 1 − Σ_k q(token_k): logits (B, T, V); top_logprobs/indices (B, T, k) → (B, T)."""
-    log_q = torch.log_softmax(logits.float(), dim=-1).gather(-1, top_indices)  # (B, T, k)
+def soft_targets_cross_entropy(log_q: torch.Tensor, top_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per position −Σ_k p_k log q_k − p_rest log q_rest, where p_rest = 1 − Σ_k p_k and
+    q_rest = 1 − Σ_k q_k: the model's log-probabilities log_q (B, T, k) of the k stored tokens,
+    whose generic log-probabilities are top_logprobs (B, T, k) → (B, T)."""
     p = top_logprobs.float().exp()  # (B, T, k)
     p_rest = (1.0 - p.sum(-1)).clamp(min=0.0)  # (B, T)
     log_q_rest = torch.log((-torch.expm1(torch.logsumexp(log_q, dim=-1))).clamp(min=1e-12))  # log(1 − Σ_k q_k), (B, T)
     return -(p * log_q).sum(-1) - p_rest * log_q_rest
 
 
-def position_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def position_losses(logprobs_at: LogProbsAt, batch: dict[str, torch.Tensor], loss: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of each position t that predicts t+1, and which positions carry a target: (B, T-1) each."""
     targets = batch["labels"][:, 1:]  # (B, T-1): the label of position t sits at t+1
     valid = targets != IGNORE
     if loss == "hard":
-        flat = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="none"
-        )
-        return flat.view_as(targets), valid
-    per_position = soft_targets_cross_entropy(
-        logits[:, :-1], batch["top_values"][:, :-1], batch["top_indices"][:, :-1]
-    )
-    return per_position, valid
+        log_p = logprobs_at(targets.clamp(min=0)[..., None], valid)[..., 0]  # (B, T-1)
+        return torch.where(valid, -log_p, 0.0), valid
+    log_q = logprobs_at(batch["top_indices"][:, :-1], valid)  # (B, T-1, k)
+    return torch.where(valid, soft_targets_cross_entropy(log_q, batch["top_values"][:, :-1]), 0.0), valid
 
 
 def whp_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], loss: str = "hard",
              retain_weight: float = 1.0) -> tuple[torch.Tensor, int]:
     """Mean loss over the target's labelled positions + retain_weight × that over retain positions."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-    losses, valid = position_losses(logits, batch, loss)
+    losses, valid = position_losses(predict(model, batch), batch, loss)  # (B, T-1)
     retain = retain_rows(batch, len(losses), losses.device)  # (B,)
     target_valid, retain_valid = valid & ~retain[:, None], valid & retain[:, None]
     total = masked_mean(losses, target_valid) + retain_weight * masked_mean(losses, retain_valid)
