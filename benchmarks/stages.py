@@ -12,8 +12,9 @@ embedding lookup), L layers, d = heads × head dim, T = block length. A target t
 label stage costs two forward passes. LoRA training is counted at 6·N like full fine-tuning
 (standard MFU); its real arithmetic is nearer 4·N (no gradient for frozen weights), also printed.
 
-The matmul rate: torch.matmul(x, w.t()) on each of the model's weight shapes at the best of
-512, 1024 and 2048 rows, FLOPs of one pass ÷ time of its matmuls, in bf16 and in fp32.
+The matmul rate: torch.matmul(x, w.t(), out=...) on each of the model's weight shapes at the best of
+512, 1024 and 2048 rows, FLOPs of one pass ÷ time of its matmuls, in bf16 and in fp32 (the output
+buffer is reused: on a VM whose fresh pages are slow, a new output per call measures page faults).
 
 The naive reference for the label stage: two whole fp32 models (the baseline and a full
 reinforced copy), batch 1, every (T, V) logit tensor kept and combined whole; its tokens/s and
@@ -67,9 +68,11 @@ LABEL_VARIANTS = {
     "autocast-b4": ("autocast", 4, 512, False, 1),
     "bf16-b4-compile": ("bfloat16", 4, 512, True, 1),
     "bf16-b4-2proc": ("bfloat16", 4, 512, False, 2),
+    "bf16-b4-compile-2proc": ("bfloat16", 4, 512, True, 2),
     "bf16-b4-fullR": ("bfloat16", 4, 512, False, 1),  # the reinforced model a second full copy, not a LoRA adapter
 }
 LABEL_SHARD_BLOCKS = 4  # several shards even for 16 blocks, so that processes can share them
+WARM_BATCHES = 3  # compilation happens in the first batches (a second time when the padded width first changes)
 
 
 # ---- the floor ---------------------------------------------------------------------------------
@@ -105,12 +108,12 @@ def matmul_rate(config, dtype_name: str, threads: int) -> dict:
         weight = torch.randn(n, k, dtype=dtype)
         best = 0.0
         for m in (512, 1024, 2048):
-            x = torch.randn(m, k, dtype=dtype)
+            x, out = torch.randn(m, k, dtype=dtype), torch.empty(m, n, dtype=dtype)  # a reused output: no page faults
             for _ in range(3):
-                torch.matmul(x, weight.t())
+                torch.matmul(x, weight.t(), out=out)
             runs, started = 0, time.perf_counter()
             while time.perf_counter() - started < 0.4:
-                torch.matmul(x, weight.t())
+                torch.matmul(x, weight.t(), out=out)
                 runs += 1
             best = max(best, 2 * m * k * n * runs / (time.perf_counter() - started))
         count = 1 if index == len(shapes) - 1 else layers
@@ -154,15 +157,18 @@ def child_labels(args) -> dict:
             return whp.generic.ModelPass(body, head)
 
         whp.pipeline.model_pass = autocast_pass
-    if compiled:
-        split = whp.pipeline.split_at_head
+    batch_times = []  # (seconds, target tokens) of each batch: the steady rate leaves out the first WARM_BATCHES
+    timed = whp.generic.batch_labels
 
-        def compiled_split(model):
-            body, head = split(model)
-            return torch.compile(body), head
+    def timed_batch_labels(blocks, *rest, **options):
+        started = time.perf_counter()
+        labels = timed(blocks, *rest, **options)
+        batch_times.append((time.perf_counter() - started, sum(len(b.original_ids) for b in blocks)))
+        return labels
 
-        whp.pipeline.split_at_head = compiled_split
-    settings = [f"labels.batch_size={batch}", f"labels.dtype={dtype}", f"labels.shard_blocks={LABEL_SHARD_BLOCKS}"]
+    whp.generic.batch_labels = timed_batch_labels
+    settings = [f"labels.batch_size={batch}", f"labels.dtype={dtype}", f"labels.shard_blocks={LABEL_SHARD_BLOCKS}",
+                f"labels.compile={str(compiled).lower()}"]
     cfg = load_config(None, settings, model="smollm2-135m-instruct",
                       target=[str(args.work / "target.txt")], anchors=args.anchors,
                       reinforced=str(args.work / ("full" if args.variant.endswith("fullR") else "lora")))
@@ -170,7 +176,10 @@ def child_labels(args) -> dict:
     record = prepare_run_folder(cfg, out, overwrite=True)
     run_labels(cfg, out, record)
     stage = json.loads((out / "run.json").read_text())["stages"]["labels"]
-    return {"tokens": stage["tokens"], "seconds": stage["compute_seconds"]}
+    steady = batch_times[WARM_BATCHES:]
+    return {"tokens": stage["tokens"], "seconds": stage["compute_seconds"],
+            "steady_tokens_per_s": round(sum(n for _, n in steady) / sum(t for t, _ in steady), 1) if steady else None,
+            "first_batches_seconds": [round(t, 2) for t, _ in batch_times[:WARM_BATCHES]]}
 
 
 def child_naive(args) -> dict:
@@ -294,6 +303,10 @@ def row(name: str, result: dict, flops: float, rates: dict, note: str = "") -> d
            "of_fp32_rate": round(achieved / (rates["float32"]["tflops"] * 1e12), 3),
            "floor_tokens_per_s_bf16": round(rates["bfloat16"]["tflops"] * 1e12 / flops, 1),
            "peak_rss_gb": result["peak_rss_gb"], "seconds": round(result["seconds"], 2), "tokens": result["tokens"]}
+    if result.get("steady_tokens_per_s"):
+        steady = result["steady_tokens_per_s"] * flops
+        out.update(steady_tokens_per_s=result["steady_tokens_per_s"], steady_of_bf16_rate=round(steady / (rates["bfloat16"]["tflops"] * 1e12), 3),
+                   first_batches_seconds=result["first_batches_seconds"])
     if note:
         out["note"] = note
     print(json.dumps(out), flush=True)

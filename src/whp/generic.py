@@ -38,6 +38,26 @@ def _identity(states: torch.Tensor) -> torch.Tensor:
     return states
 
 
+class HeadIntoBuffer:
+    """A bias-free linear LM head that writes its logits into one reused (rows, V) buffer. On the
+    CPU a fresh allocation of that size per call costs page faults that can exceed the GEMM itself
+    (measured: 39 ms against 16 ms for 512 × 576 × 49,152 in bf16). The returned logits are valid
+    until the next call."""
+
+    def __init__(self, head: torch.nn.Linear):
+        self.weight = head.weight  # (V, H)
+        self.buffer: torch.Tensor | None = None
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:  # (..., H) -> (..., V)
+        if states.dtype != self.weight.dtype or (torch.is_grad_enabled() and self.weight.requires_grad):  # autocast, autograd
+            return torch.nn.functional.linear(states, self.weight)
+        rows = states.reshape(-1, states.shape[-1])  # (c, H)
+        if self.buffer is None or len(self.buffer) < len(rows) or self.buffer.dtype != rows.dtype:
+            self.buffer = torch.empty(len(rows), len(self.weight), dtype=rows.dtype, device=rows.device)
+        logits = torch.mm(rows, self.weight.t(), out=self.buffer[: len(rows)])  # (c, V)
+        return logits.view(*states.shape[:-1], len(self.weight))
+
+
 @dataclass
 class ModelPass:
     """One model's forward pass over a batch, split at its LM head: `body` (ids (B, T), mask (B, T))
@@ -62,6 +82,7 @@ class LabelsConfig:
     dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
     margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the two models' bodies: a one-time compilation (about 30 s for a 135M model on a CPU), then each pass faster (measured +25 % on the CPU); pays on corpora of more than about 100k tokens"})
 
     def __post_init__(self) -> None:
         if self.alpha < 0:

@@ -45,7 +45,7 @@ from whp.config import RunConfig, to_dict
 from whp.corpus import Block, load_blocks, read_text
 from whp.errors import WhpError, warn
 from whp.files import atomic_folder, read_json, write_json, write_yaml
-from whp.generic import ModelPass, compute_labels, fingerprint, identity_alignment, is_complete, load_examples, mark_complete
+from whp.generic import HeadIntoBuffer, ModelPass, compute_labels, fingerprint, identity_alignment, is_complete, load_examples, mark_complete
 from whp.inference import write_inference_folder
 from whp.methods import LOSS_METHODS
 from whp.methods.lm import lm_examples, lm_loss
@@ -303,13 +303,17 @@ def _extracted_dictionary(cfg: RunConfig, text: str, out: Path, record: dict | N
     return load_dictionary(path)
 
 
-def model_pass(model, device: torch.device) -> ModelPass:
-    """`model` split at its LM head when its logits allow it (see models.split_at_head)."""
+def model_pass(model, device: torch.device, compiled: bool = False) -> ModelPass:
+    """`model` split at its LM head when its logits allow it (see models.split_at_head); with
+    `compiled`, its body (or whole forward) through torch.compile."""
     split = split_at_head(model)
     if split is None:
         log.info("this model post-processes its logits: the label stage keeps whole (batch, length, vocabulary) logits")
-        return ModelPass(lambda ids, mask: model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits)
+        whole = torch.compile(model) if compiled else model
+        return ModelPass(lambda ids, mask: whole(input_ids=ids.to(device), attention_mask=mask.to(device)).logits)
     body, head = split
+    body = torch.compile(body) if compiled else body
+    head = HeadIntoBuffer(head) if type(head) is torch.nn.Linear and head.bias is None else head
     return ModelPass(lambda ids, mask: body(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state, head)
 
 
@@ -322,12 +326,12 @@ def _adapter_off(fn: Callable, model) -> Callable:
     return call
 
 
-def lora_shared_passes(shared, device: torch.device) -> tuple[ModelPass, ModelPass]:
+def lora_shared_passes(shared, device: torch.device, compiled: bool = False) -> tuple[ModelPass, ModelPass]:
     """R = the base weights with the adapter, B = the same weights with it switched off (the head
     too, only if the adapter changes it: each switch costs a walk over the model)."""
-    reinforced = model_pass(shared, device)
+    reinforced = model_pass(shared, device, compiled)
     with peft_adapter.adapter_disabled(shared):
-        baseline = model_pass(shared, device)
+        baseline = model_pass(shared, device, compiled)
     head = _adapter_off(baseline.head, shared) if peft_adapter.is_adapted(baseline.head) else baseline.head
     return reinforced, ModelPass(_adapter_off(baseline.body, shared), head)
 
@@ -342,15 +346,16 @@ def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[Model
         # before loading any weights: a mismatch is found in seconds, not after minutes of loading
         check_same_vocabulary(tokenizer, load_tokenizer(path, cfg.trust_remote_code), cfg.model, str(path))
     base = load_model(cfg.model, dtype, cfg.trust_remote_code).to(device)
+    compiled = cfg.labels.compile
     if path is None:
-        return None, model_pass(base, device)
+        return None, model_pass(base, device, compiled)
     if peft_adapter.is_adapter_folder(path):
         shared = peft_adapter.load_adapter(base, path).to(dtype).eval()  # adapter in the base's dtype: no casts
-        return lora_shared_passes(shared, device)
+        return lora_shared_passes(shared, device, compiled)
     reinforced = load_model(path, dtype, cfg.trust_remote_code).to(device)
     if model_vocab_size(reinforced) != model_vocab_size(base):
         raise WhpError(f"vocabulary size {model_vocab_size(reinforced)} differs from the baseline's {model_vocab_size(base)}", path)
-    return model_pass(reinforced, device), model_pass(base, device)
+    return model_pass(reinforced, device, compiled), model_pass(base, device, compiled)
 
 
 def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) -> Path:
@@ -363,7 +368,7 @@ def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) 
         "dictionary": _sha256(json.dumps(dictionary, sort_keys=True)),
         "block_size": cfg.corpus.block_size,
         "keep_tail": cfg.corpus.keep_tail,
-        "labels": {k: v for k, v in to_dict(cfg)["labels"].items() if k not in ("batch_size", "shard_blocks")},
+        "labels": {k: v for k, v in to_dict(cfg)["labels"].items() if k not in ("batch_size", "shard_blocks", "compile")},
         "shard_blocks": cfg.labels.shard_blocks,
         "format": 2,  # soft targets stored as full-vocabulary log-probabilities
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,15 @@ def test_interrupted_labels_resume_byte_identical(inputs, finished_run, tmp_path
     assert names == sorted(p.name for p in partial.glob("shard-*")) and len(names) > 3
     for name in names:
         assert (partial / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_compiled_label_passes_give_the_same_labels(inputs, finished_run, tmp_path):
+    shutil.copytree(finished_run / "reinforced", tmp_path / "adapter")  # the same reinforced adapter
+    out = tmp_path / "compiled"
+    assert main(["-q", "labels", "--model", str(inputs / "base"), "--target", str(inputs / "target.txt"),
+                 "--anchors", str(inputs / "anchors.yaml"), "--reinforced", str(tmp_path / "adapter"), "--out", str(out),
+                 *TINY, "--set", "labels.compile=true"]) == 0
+    compiled, eager = load_examples(labels_folder(out)), load_examples(labels_folder(finished_run))
+    assert len(compiled) == len(eager)
+    for a, b in zip(compiled, eager):
+        assert torch.equal(a["labels"], b["labels"])

@@ -302,3 +302,18 @@ def test_lora_shared_passes_are_the_reinforced_and_the_base_model(targets, tmp_p
     assert torch.allclose(got_b, expected_b, atol=1e-5)
     assert torch.allclose(got_r, expected_r, atol=1e-5)
     assert not torch.allclose(got_r, got_b, atol=1e-3), "the adapter does change the logits"
+
+
+def test_head_into_buffer_gives_the_linear_heads_logits_and_reuses_its_buffer():
+    from whp.generic import HeadIntoBuffer
+
+    linear = torch.nn.Linear(6, 10, bias=False)
+    head = HeadIntoBuffer(linear)
+    states = torch.randn(5, 6)
+    first = head(states).clone()
+    buffer = head.buffer
+    assert torch.allclose(first, linear(states), atol=1e-6)
+    assert torch.allclose(head(states[:3]), linear(states[:3]), atol=1e-6)
+    assert head.buffer is buffer, "fewer rows: the same buffer"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert head(states.bfloat16()).dtype == torch.bfloat16  # another dtype: computed without the buffer
