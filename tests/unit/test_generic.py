@@ -317,3 +317,19 @@ def test_head_into_buffer_gives_the_linear_heads_logits_and_reuses_its_buffer():
     assert head.buffer is buffer, "fewer rows: the same buffer"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert head(states.bfloat16()).dtype == torch.bfloat16  # another dtype: computed without the buffer
+
+
+def test_label_passes_of_a_right_padded_batch_match_each_block_alone():
+    """The label stage's passes run without the attention mask: right padding never reaches a real position."""
+    from whp.generic import _pad
+    from whp.pipeline import model_pass
+
+    model = tiny_model(70, seed=3)
+    blocks = [[5, 9, 14, 2, 33, 8, 61], [7, 3, 40]]
+    ids, mask = _pad(blocks, pad_id=0)  # (2, 7), the second block padded on the right
+    passes = model_pass(model, torch.device("cpu"))
+    with torch.inference_mode():
+        batched = passes.head(passes.body(ids, mask)).clone()  # (2, 7, V)
+        for row, block in enumerate(blocks):
+            alone = model(input_ids=torch.tensor([block])).logits[0]  # (T, V), the whole model, its own mask
+            assert torch.allclose(batched[row, : len(block)], alone, atol=1e-5)
