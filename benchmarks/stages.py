@@ -54,7 +54,6 @@ TRAIN_VARIANTS = {
     "lora-b8x2-bf16base-fused": (True, 8, 2, True, "bfloat16", False),
     "full-b4x4-fused-compile": (False, 4, 4, True, "float32", True),
     "lora-b4-compile": (True, 4, 1, False, "float32", True),
-    "lora-b4-bf16base-compile": (True, 4, 1, False, "bfloat16", True),
 }
 # name: (weights' dtype or "autocast" (fp32 weights, bf16 autocast), batch of blocks, LM-head rows,
 #        torch.compile of the body, processes (torchrun; threads divided between them))
@@ -146,9 +145,9 @@ def child_labels(args) -> dict:
         def autocast_pass(model, device):
             plain = passes(model, device)
 
-            def body(ids, mask):
+            def body(ids):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    return plain.body(ids, mask)
+                    return plain.body(ids)
 
             def head(states):
                 with torch.autocast("cpu", dtype=torch.bfloat16):

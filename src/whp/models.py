@@ -119,17 +119,24 @@ def save_model(
             (tmp / name).write_text(text)
 
 
+def causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face causal LM inside DDP / accelerate and peft wrappers."""
+    while isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def split_at_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Module] | None:
     """The causal LM's body (input_ids, attention_mask -> last_hidden_state (B, T, H)) and its LM
     head ((.., H) -> (.., V)), when its logits are exactly head(body), checked on a probe; None
     for a model that changes its logits after the head (soft-capping, scaling). A peft model's
     parts keep its adapter layers (and obey `disable_adapter`)."""
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    body, head = causal_lm.base_model, causal_lm.get_output_embeddings()
-    if body is causal_lm or head is None:
+    inner = causal_lm(model)
+    body, head = inner.base_model, inner.get_output_embeddings()
+    if body is inner or head is None:
         return None
     parameter = next(model.parameters())
-    probe = (torch.arange(16, device=parameter.device) * 7919 % model_vocab_size(causal_lm))[None]  # (1, 16)
+    probe = (torch.arange(16, device=parameter.device) * 7919 % model_vocab_size(inner))[None]  # (1, 16)
     with torch.inference_mode():
         whole = model(input_ids=probe).logits.float()  # (1, 16, V)
         split = head(body(input_ids=probe).last_hidden_state).float()

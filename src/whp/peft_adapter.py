@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
@@ -58,6 +58,15 @@ def adapter_disabled(model) -> Iterator[None]:
     finally:
         for layer, state in zip(layers, before):
             layer._disable_adapters = state
+
+
+def adapter_off(fn: Callable, model) -> Callable:
+    """`fn` run with `model`'s adapter switched off (the LoRA-shared baseline)."""
+    def call(*args):
+        with adapter_disabled(model):
+            return fn(*args)
+
+    return call
 
 
 def is_adapted(module) -> bool:

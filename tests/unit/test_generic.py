@@ -240,11 +240,11 @@ def test_batch_labels_through_split_model_equal_those_through_whole_logits():
         blocks.append(AlignedBlock(ids, ids[:-2], list(range(n - 3)), list(range(n - 3)), [(4, 9)], []))
 
     def whole(model):
-        return ModelPass(lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits)
+        return ModelPass(lambda ids: model(input_ids=ids).logits)
 
     def split(model):
         body, head = split_at_head(model)
-        return ModelPass(lambda ids, mask: body(input_ids=ids, attention_mask=mask).last_hidden_state, head)
+        return ModelPass(lambda ids: body(input_ids=ids).last_hidden_state, head)
 
     expected = batch_labels(blocks, whole(reinforced), whole(base), 5.0, 4, pad_id=0)
     got = batch_labels(blocks, split(reinforced), split(base), 5.0, 4, pad_id=0)
@@ -260,7 +260,7 @@ def test_processes_write_disjoint_shards_that_make_the_one_process_set(tmp_path)
     model = tiny_model(60, seed=3)
     gen = torch.Generator().manual_seed(1)
     ids = [torch.randint(0, 60, (12,), generator=gen).tolist() for _ in range(7)]
-    forward = ModelPass(lambda i, m: model(input_ids=i, attention_mask=m).logits)
+    forward = ModelPass(lambda ids: model(input_ids=ids).logits)
     cfg = LabelsConfig(alpha=0.0, shard_blocks=2, batch_size=2)
 
     def run(folder, rank, world):
@@ -293,12 +293,11 @@ def test_lora_shared_passes_are_the_reinforced_and_the_base_model(targets, tmp_p
     shared.eval()
     reinforced, baseline = lora_shared_passes(shared, torch.device("cpu"))
     ids = torch.randint(0, 60, (2, 10))
-    mask = torch.ones_like(ids)
     with torch.inference_mode():
         expected_b = plain(input_ids=ids).logits
         expected_r = shared(input_ids=ids).logits
-        got_b = baseline.head(baseline.body(ids, mask))
-        got_r = reinforced.head(reinforced.body(ids, mask))
+        got_b = baseline.head(baseline.body(ids))
+        got_r = reinforced.head(reinforced.body(ids))
     assert torch.allclose(got_b, expected_b, atol=1e-5)
     assert torch.allclose(got_r, expected_r, atol=1e-5)
     assert not torch.allclose(got_r, got_b, atol=1e-3), "the adapter does change the logits"
@@ -326,10 +325,10 @@ def test_label_passes_of_a_right_padded_batch_match_each_block_alone():
 
     model = tiny_model(70, seed=3)
     blocks = [[5, 9, 14, 2, 33, 8, 61], [7, 3, 40]]
-    ids, mask = _pad(blocks, pad_id=0)  # (2, 7), the second block padded on the right
+    ids, _ = _pad(blocks, pad_id=0)  # (2, 7), the second block padded on the right
     passes = model_pass(model, torch.device("cpu"))
     with torch.inference_mode():
-        batched = passes.head(passes.body(ids, mask)).clone()  # (2, 7, V)
+        batched = passes.head(passes.body(ids)).clone()  # (2, 7, V)
         for row, block in enumerate(blocks):
             alone = model(input_ids=torch.tensor([block])).logits[0]  # (T, V), the whole model, its own mask
             assert torch.allclose(batched[row, : len(block)], alone, atol=1e-5)

@@ -125,12 +125,7 @@ def load_pair(model: str, reinforced: str | Path | None, cfg: ExtractConfig, tar
 
 def _shared_pair(shared, device) -> ModelPair:
     with_adapter = model_forward(shared, device)
-
-    def baseline(ids, mask):
-        with peft_adapter.adapter_disabled(shared):
-            return with_adapter(ids, mask)
-
-    return ModelPair(baseline, with_adapter)
+    return ModelPair(peft_adapter.adapter_off(with_adapter, shared), with_adapter)
 
 
 def train_reinforced(model: str, target: str, tokenizer, cfg: ExtractConfig, trust_remote_code: bool = False):

@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from whp.models import causal_lm, split_at_head
+
 LogProbsAt = Callable[..., torch.Tensor]  # (indices (B, T-1, K), valid (B, T-1) | None) -> (B, T-1, K) fp32
 CHUNK_BYTES = 16 * 2**20  # one chunk's fp32 logits: small enough for the allocator to reuse, big enough for a fast GEMM
 
@@ -115,39 +117,30 @@ class _PassThrough(torch.nn.Module):
         return states
 
 
-def _causal_lm(model: torch.nn.Module) -> torch.nn.Module:
-    """The Hugging Face causal LM inside DDP / accelerate and peft wrappers."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def plain_head(model: torch.nn.Module) -> torch.nn.Linear | None:
     """The model's LM head when the chunked path applies to it (see the module's docstring), else None.
     The probe against whole logits runs once per model."""
-    from whp.models import split_at_head
-
-    causal_lm = _causal_lm(model)
-    get_head = getattr(causal_lm, "get_output_embeddings", None)
+    inner = causal_lm(model)
+    get_head = getattr(inner, "get_output_embeddings", None)
     head = get_head() if get_head else None
     if type(head) is not torch.nn.Linear or hasattr(head.weight, "ds_id") or type(head.weight).__name__ == "DTensor":
         return None
-    if not hasattr(causal_lm, "_whp_plain_head"):
-        was_training = causal_lm.training
-        causal_lm.eval()  # no dropout in the probe
-        causal_lm._whp_plain_head = split_at_head(causal_lm) is not None
-        causal_lm.train(was_training)
-    return head if causal_lm._whp_plain_head else None
+    if not hasattr(inner, "_whp_plain_head"):
+        was_training = inner.training
+        inner.eval()  # no dropout in the probe
+        inner._whp_plain_head = split_at_head(inner) is not None
+        inner.train(was_training)
+    return head if inner._whp_plain_head else None
 
 
 @contextlib.contextmanager
 def _head_switched_off(model: torch.nn.Module, head: torch.nn.Linear):
-    causal_lm = _causal_lm(model)
-    causal_lm.set_output_embeddings(_PassThrough())
+    inner = causal_lm(model)
+    inner.set_output_embeddings(_PassThrough())
     try:
         yield
     finally:
-        causal_lm.set_output_embeddings(head)
+        inner.set_output_embeddings(head)
 
 
 def predict(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> LogProbsAt:

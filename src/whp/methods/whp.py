@@ -17,7 +17,7 @@ import torch
 
 from whp.generic import IGNORE
 from whp.methods.head import LogProbsAt, predict
-from whp.methods.lm import masked_mean, retain_rows
+from whp.methods.lm import masked_mean, retain_rows, token_nll
 
 
 def soft_targets_cross_entropy(log_q: torch.Tensor, top_logprobs: torch.Tensor) -> torch.Tensor:
@@ -32,11 +32,9 @@ def soft_targets_cross_entropy(log_q: torch.Tensor, top_logprobs: torch.Tensor) 
 
 def position_losses(logprobs_at: LogProbsAt, batch: dict[str, torch.Tensor], loss: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss of each position t that predicts t+1, and which positions carry a target: (B, T-1) each."""
-    targets = batch["labels"][:, 1:]  # (B, T-1): the label of position t sits at t+1
-    valid = targets != IGNORE
     if loss == "hard":
-        log_p = logprobs_at(targets.clamp(min=0)[..., None], valid)[..., 0]  # (B, T-1)
-        return torch.where(valid, -log_p, 0.0), valid
+        return token_nll(logprobs_at, batch)
+    valid = batch["labels"][:, 1:] != IGNORE  # (B, T-1): the label of position t sits at t+1
     log_q = logprobs_at(batch["top_indices"][:, :-1], valid)  # (B, T-1, k)
     return torch.where(valid, soft_targets_cross_entropy(log_q, batch["top_values"][:, :-1]), 0.0), valid
 
