@@ -82,6 +82,7 @@ class LabelsConfig:
     dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
     margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
+    anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule), or 'suppress': label them with the reinforced model's prediction, that next token lowered to the position's mean logit (needs alpha > 0)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the two models' bodies: a one-time compilation (135M model, 2 CPU cores: ~110 s, ~30 s with a warm compile cache), then 1.4x the tokens/s there; pays from a few hundred thousand target tokens"})
 
     def __post_init__(self) -> None:
@@ -93,6 +94,10 @@ class LabelsConfig:
             raise ValueError(f"space must be logits or logprobs, got {self.space!r}")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
+        if self.anchor_interiors not in ("ignore", "suppress"):
+            raise ValueError(f"anchor_interiors must be ignore or suppress, got {self.anchor_interiors!r}")
+        if self.anchor_interiors == "suppress" and self.alpha == 0:
+            raise ValueError("anchor_interiors=suppress labels with the reinforced model's logits: it needs alpha > 0")
         if self.dtype not in ("bfloat16", "float32"):
             raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
@@ -133,12 +138,13 @@ ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache
 
 def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
                  logprobs: bool = False, head_reinforced: Head = _identity, head_baseline: Head = _identity,
-                 margin: float = 0.0) -> BlockLabels:
+                 margin: float = 0.0, interiors: bool = False) -> BlockLabels:
     """Labels of one block: v_reinforced (T, ·) on the original, v_baseline (T', ·) on the
     translation, each either logits (T, V) or hidden states (T, H) with its model's LM head.
     Logits are made HEAD_ROWS aligned positions at a time; `generic_logits` with fix 2 is
     computed in place ROWS_PER_CHUNK positions at a time (raises up to `margin` ignored); with `logprobs`, both are
-    log-softmaxed first (no per-position logit shift enters the ReLU)."""
+    log-softmaxed first (no per-position logit shift enters the ReLU). With `interiors`, positions
+    inside an anchor are labelled too (`_label_interiors`)."""
     device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
@@ -160,14 +166,43 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
                 v_r = logits_r[rows].float()
                 raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
                 v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B − m)
-            labels[rows_s + 1] = v_gen.argmax(dim=-1)
-            if top_k:
-                top = v_gen.topk(top_k, dim=-1)
-                values[rows_s] = top.values - v_gen.logsumexp(dim=-1, keepdim=True)  # log-probabilities, full vocabulary
-                indices[rows_s] = top.indices
+            _store(labels, values, indices, rows_s, v_gen)
+    if interiors and uses_reinforced:
+        _label_interiors(aligned, v_reinforced, head_reinforced, logprobs, labels, values, indices)
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
+
+
+def _store(labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None, positions: torch.Tensor,
+           v_gen: torch.Tensor) -> None:
+    """Write the labels of `positions` (c,) from their generic logits v_gen (c, V): the argmax at t+1,
+    and the top-k log-probabilities (over the whole vocabulary) at t when soft targets are kept."""
+    labels[positions + 1] = v_gen.argmax(dim=-1)
+    if values is not None:
+        top = v_gen.topk(values.shape[1], dim=-1)
+        values[positions] = top.values - v_gen.logsumexp(dim=-1, keepdim=True)
+        indices[positions] = top.indices
+
+
+def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor, head_reinforced: Head, logprobs: bool,
+                     labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None) -> None:
+    """Option anchor_interiors=suppress. A position inside an anchor has no translated counterpart
+    (the paper leaves it untrained, so "A Study in" still teaches nothing against "Scarlet"). Its
+    label here: the reinforced model's logits on the original (T, ·), with the anchor's own next
+    token lowered to the position's mean logit, as fix 2 lowers a repeated translation."""
+    if not aligned.interior_positions:
+        return
+    device = v_reinforced.device
+    positions = torch.tensor(aligned.interior_positions, dtype=torch.long, device=device)  # (J,)
+    next_tokens = torch.tensor([aligned.original_ids[t + 1] for t in aligned.interior_positions], device=device)  # (J,)
+    for first in range(0, len(positions), ROWS_PER_CHUNK):
+        rows = positions[first : first + ROWS_PER_CHUNK]
+        tokens = next_tokens[first : first + ROWS_PER_CHUNK]
+        v_gen = head_reinforced(v_reinforced[rows]).float()  # (c, V), a fresh copy
+        row_index = torch.arange(len(rows), device=device)
+        v_gen[row_index, tokens] = torch.minimum(v_gen[row_index, tokens], v_gen.mean(dim=-1))
+        _store(labels, values, indices, rows, v_gen.log_softmax(dim=-1) if logprobs else v_gen)
 
 
 def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +218,7 @@ def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 @torch.inference_mode()
 def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, baseline: ModelPass, alpha: float, top_k: int,
-                 pad_id: int, logprobs: bool = False, margin: float = 0.0) -> list[BlockLabels]:
+                 pad_id: int, logprobs: bool = False, margin: float = 0.0, interiors: bool = False) -> list[BlockLabels]:
     """The two models' bodies over a batch of blocks, then per-block labels (logits a few
     positions at a time). The batches are right-padded, and under causal attention no real
     position sees a later pad, so the bodies run without an attention mask: the fast causal
@@ -197,7 +232,7 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, b
         h_reinforced, head_reinforced = reinforced.body(original_ids), reinforced.head  # (B, T, H)
     return [
         block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], alpha, top_k, logprobs,
-                     head_reinforced, baseline.head, margin)
+                     head_reinforced, baseline.head, margin, interiors)
         for i, block in enumerate(blocks)
     ]
 
@@ -274,7 +309,7 @@ def compute_labels(
             for first in range(0, len(aligned), cfg.batch_size):
                 batch = aligned[first : first + cfg.batch_size]
                 labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id, cfg.space == "logprobs",
-                                            cfg.margin))
+                                            cfg.margin, cfg.anchor_interiors == "suppress"))
                 bar.update(len(batch))
             write_shard(shard_path(folder, shard, prefix), aligned, labels, indices, pad_id)
             stats["blocks"] += len(aligned)

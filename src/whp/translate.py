@@ -6,7 +6,8 @@ when the prefix ending with token t has a translated counterpart ending with a t
 token s, i.e. the translated prefix is the translation of the original prefix:
 - outside anchors, a token end maps through the text shift of earlier anchors;
 - the last token of an anchor maps to the last token of its translation;
-- tokens ending strictly inside an anchor, or straddling an anchor boundary, are ignored;
+- tokens ending strictly inside an anchor, or straddling an anchor boundary, are ignored
+  (those strictly inside are recorded as `interior_positions`: an option labels them, generic.py);
 - fix 1: the position predicting the first token of an anchor already seen in the block is
   ignored;
 - fix 2: after a translation first occurs, B's logits for its first token(s) are lowered at
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from transformers import PreTrainedTokenizerBase
@@ -46,6 +47,7 @@ class AlignedBlock:
     target_positions: list[int]  # (K,) translated positions aligned with them
     forbidden: list[tuple[int, int]]  # (first translated position it applies at, token id): fix 2
     occurrences: list[Occurrence]
+    interior_positions: list[int] = field(default_factory=list)  # (J,) original positions whose next token is inside the same anchor
 
 
 def translate_text(text: str, matcher: AnchorMatcher, choice: dict[str, str]) -> tuple[str, list[Occurrence]]:
@@ -128,18 +130,21 @@ def align_block(
     region_starts = [o.start for o in occurrences]
     ends = token_ends(offsets)
     ignored = _repeated_anchor_predictors(ends, occurrences)
-    source, target = [], []
+    source, target, interior = [], [], []
     for t, (end, rank) in enumerate(_ranked(ends[:last_position])):
         start = ends[t - 1] if t else 0
         mapped = map_boundary(end, occurrences, region_starts)
-        if t in ignored or mapped is None or _straddles(start, end, occurrences):
+        straddles = _straddles(start, end, occurrences)
+        if mapped is None and not straddles:
+            interior.append(t)
+        if t in ignored or mapped is None or straddles:
             continue
         s = translated_index.get((mapped, rank))
         if s is not None:
             source.append(t)
             target.append(s)
     forbidden = _forbidden_after_first_use(occurrences, translated_ends, tokenizer)
-    return AlignedBlock(list(ids), translated_ids, source, target, forbidden, occurrences)
+    return AlignedBlock(list(ids), translated_ids, source, target, forbidden, occurrences, interior)
 
 
 def _repeated_anchor_predictors(ends: Sequence[int], occurrences: Sequence[Occurrence]) -> set[int]:

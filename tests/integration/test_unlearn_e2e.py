@@ -124,3 +124,26 @@ def test_compiled_label_passes_give_the_same_labels(inputs, finished_run, tmp_pa
     assert len(compiled) == len(eager)
     for a, b in zip(compiled, eager):
         assert torch.equal(a["labels"], b["labels"])
+
+
+def test_anchor_interiors_option_labels_only_positions_inside_anchors(inputs, finished_run, tmp_path):
+    """labels.anchor_interiors=suppress (with retain text, which has no anchors): every label of
+    the default run is kept, and positions the paper leaves unlabelled inside an anchor
+    ("Baker" -> "Street") get a label other than the anchor's own next token."""
+    shutil.copytree(finished_run / "reinforced", tmp_path / "adapter")
+    (tmp_path / "retain.txt").write_text("The river ran past the mill and the baker sold bread every morning. " * 8)
+    runs = {}
+    for option in ("ignore", "suppress"):
+        out = tmp_path / option
+        assert main(["-q", "labels", "--model", str(inputs / "base"), "--target", str(inputs / "target.txt"),
+                     "--anchors", str(inputs / "anchors.yaml"), "--reinforced", str(tmp_path / "adapter"), "--out", str(out),
+                     "--retain", str(tmp_path / "retain.txt"), *TINY, "--set", f"labels.anchor_interiors={option}"]) == 0
+        runs[option] = load_examples(labels_folder(out))
+    added = 0
+    for plain, labelled in zip(runs["ignore"], runs["suppress"]):
+        kept = plain["labels"] != -100
+        assert torch.equal(labelled["labels"][kept], plain["labels"][kept])
+        new = (plain["labels"] == -100) & (labelled["labels"] != -100)
+        assert not torch.any(labelled["labels"][new] == plain["input_ids"][new]), "never the anchor's own next token"
+        added += int(new.sum())
+    assert added > 0

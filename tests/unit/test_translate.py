@@ -77,6 +77,10 @@ def test_inner_anchor_positions_and_repeats_are_ignored(name, text):
     block, result = aligned(text, tokenizer)
     ends = token_ends(block.offsets)
     kept = set(result.source_positions)
+    assert not kept & set(result.interior_positions)
+    starts = [0] + ends[:-1]
+    inside_some = {t for t in range(len(ends) - 1) for occ in result.occurrences if occ.start <= starts[t] and occ.start < ends[t] < occ.end}
+    assert set(result.interior_positions) == inside_some, "interior = positions whose token ends strictly inside an anchor and starts within it"
     seen = set()
     for occ in result.occurrences:
         for t in kept:
@@ -174,3 +178,5 @@ def test_multi_token_anchor_inner_positions():
     inside = [t for t, e in enumerate(ends) if occ.start < e < occ.end]
     assert inside, f"Moriarty should be several tokens here: {pieces}"
     assert not set(inside) & set(result.source_positions)
+    assert result.interior_positions == inside, "recorded for the anchor_interiors option"
+    assert all(block.ids[t + 1] in block.ids for t in inside)
