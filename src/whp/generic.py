@@ -82,7 +82,7 @@ class LabelsConfig:
     dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
     margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
-    anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule), or 'suppress': label them with the reinforced model's prediction, that next token lowered to the position's mean logit (needs alpha > 0)"})
+    anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule), or 'suppress': label them with the combination on the original text, v_B - alpha*ReLU(v_R - v_B), that next token first lowered to the mean logit in v_B (one more baseline pass over blocks that have such positions)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the two models' bodies: a one-time compilation (135M model, 2 CPU cores: ~110 s, ~30 s with a warm compile cache), then 1.4x the tokens/s there; pays from a few hundred thousand target tokens"})
 
     def __post_init__(self) -> None:
@@ -96,8 +96,6 @@ class LabelsConfig:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
         if self.anchor_interiors not in ("ignore", "suppress"):
             raise ValueError(f"anchor_interiors must be ignore or suppress, got {self.anchor_interiors!r}")
-        if self.anchor_interiors == "suppress" and self.alpha == 0:
-            raise ValueError("anchor_interiors=suppress labels with the reinforced model's logits: it needs alpha > 0")
         if self.dtype not in ("bfloat16", "float32"):
             raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
@@ -138,13 +136,14 @@ ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache
 
 def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
                  logprobs: bool = False, head_reinforced: Head = _identity, head_baseline: Head = _identity,
-                 margin: float = 0.0, interiors: bool = False) -> BlockLabels:
+                 margin: float = 0.0, v_baseline_original: torch.Tensor | None = None) -> BlockLabels:
     """Labels of one block: v_reinforced (T, ·) on the original, v_baseline (T', ·) on the
     translation, each either logits (T, V) or hidden states (T, H) with its model's LM head.
     Logits are made HEAD_ROWS aligned positions at a time; `generic_logits` with fix 2 is
     computed in place ROWS_PER_CHUNK positions at a time (raises up to `margin` ignored); with `logprobs`, both are
-    log-softmaxed first (no per-position logit shift enters the ReLU). With `interiors`, positions
-    inside an anchor are labelled too (`_label_interiors`)."""
+    log-softmaxed first (no per-position logit shift enters the ReLU). With `v_baseline_original`
+    (T, ·), the baseline on the original text, positions inside an anchor are labelled too
+    (`_label_interiors`)."""
     device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
@@ -160,15 +159,11 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
             rows = slice(first, first + ROWS_PER_CHUNK)
             rows_s, rows_t = part_s[rows], part_t[rows]
             v_gen = lower_forbidden_(logits_b[rows].float(), rows_t, aligned.forbidden)  # (c, V), changed in place
-            if logprobs:
-                v_gen = v_gen.log_softmax(dim=-1)
-            if uses_reinforced:
-                v_r = logits_r[rows].float()
-                raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_gen).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
-                v_gen.sub_(raised, alpha=alpha)  # v_B − α·ReLU(v_R − v_B − m)
-            _store(labels, values, indices, rows_s, v_gen)
-    if interiors and uses_reinforced:
-        _label_interiors(aligned, v_reinforced, head_reinforced, logprobs, labels, values, indices)
+            v_r = logits_r[rows] if uses_reinforced else None
+            _store(labels, values, indices, rows_s, _combine_(v_gen, v_r, alpha, margin, logprobs))
+    if v_baseline_original is not None and aligned.interior_positions:
+        _label_interiors(aligned, v_reinforced if uses_reinforced else None, v_baseline_original, head_reinforced, head_baseline,
+                         alpha, margin, logprobs, labels, values, indices)
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
@@ -185,24 +180,37 @@ def _store(labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Ten
         indices[positions] = top.indices
 
 
-def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor, head_reinforced: Head, logprobs: bool,
+def _combine_(v_b: torch.Tensor, v_r: torch.Tensor | None, alpha: float, margin: float, logprobs: bool) -> torch.Tensor:
+    """v_B − α·ReLU(v_R − v_B − m), (c, V) fp32, computed in v_b's storage (log-softmaxed first with `logprobs`)."""
+    if logprobs:
+        v_b = v_b.log_softmax(dim=-1)
+    if v_r is not None:
+        v_r = v_r.float()
+        raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_b).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
+        v_b.sub_(raised, alpha=alpha)
+    return v_b
+
+
+def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline_original: torch.Tensor,
+                     head_reinforced: Head, head_baseline: Head, alpha: float, margin: float, logprobs: bool,
                      labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None) -> None:
     """Option anchor_interiors=suppress. A position inside an anchor has no translated counterpart
-    (the paper leaves it untrained, so "A Study in" still teaches nothing against "Scarlet"). Its
-    label here: the reinforced model's logits on the original (T, ·), with the anchor's own next
-    token lowered to the position's mean logit, as fix 2 lowers a repeated translation."""
-    if not aligned.interior_positions:
-        return
-    device = v_reinforced.device
+    (the paper leaves it untrained, so "A Study in" teaches nothing against "Scarlet"). Here it is
+    labelled on the original text: the baseline's logits with the anchor's own next token lowered
+    to the position's mean (as fix 2 lowers a repeated translation), then the same combination
+    with the reinforced model's logits. v_reinforced (T, ·) and v_baseline_original (T, ·) are
+    logits or hidden states for their heads."""
+    device = v_baseline_original.device
     positions = torch.tensor(aligned.interior_positions, dtype=torch.long, device=device)  # (J,)
     next_tokens = torch.tensor([aligned.original_ids[t + 1] for t in aligned.interior_positions], device=device)  # (J,)
     for first in range(0, len(positions), ROWS_PER_CHUNK):
         rows = positions[first : first + ROWS_PER_CHUNK]
         tokens = next_tokens[first : first + ROWS_PER_CHUNK]
-        v_gen = head_reinforced(v_reinforced[rows]).float()  # (c, V), a fresh copy
+        v_b = head_baseline(v_baseline_original[rows]).float()  # (c, V): a copy, or the head's own scratch buffer
         row_index = torch.arange(len(rows), device=device)
-        v_gen[row_index, tokens] = torch.minimum(v_gen[row_index, tokens], v_gen.mean(dim=-1))
-        _store(labels, values, indices, rows, v_gen.log_softmax(dim=-1) if logprobs else v_gen)
+        v_b[row_index, tokens] = torch.minimum(v_b[row_index, tokens], v_b.mean(dim=-1))
+        v_r = None if v_reinforced is None else head_reinforced(v_reinforced[rows])  # (c, V)
+        _store(labels, values, indices, rows, _combine_(v_b, v_r, alpha, margin, logprobs))
 
 
 def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,9 +238,12 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, b
     if reinforced is not None and alpha > 0:
         original_ids, _ = _pad([b.original_ids for b in blocks], pad_id)
         h_reinforced, head_reinforced = reinforced.body(original_ids), reinforced.head  # (B, T, H)
+    h_baseline_original = None
+    if interiors and any(b.interior_positions for b in blocks):  # option anchor_interiors=suppress
+        h_baseline_original = baseline.body(_pad([b.original_ids for b in blocks], pad_id)[0])  # (B, T, H)
     return [
         block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], alpha, top_k, logprobs,
-                     head_reinforced, baseline.head, margin, interiors)
+                     head_reinforced, baseline.head, margin, None if h_baseline_original is None else h_baseline_original[i])
         for i, block in enumerate(blocks)
     ]
 

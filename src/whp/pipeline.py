@@ -385,7 +385,7 @@ def run_labels(cfg: RunConfig, out: Path, record: dict) -> Path:
     stats = compute_labels(folder, len(blocks), align, reinforced, baseline, cfg.labels, pad_id, **share)
     if cfg.retain:
         retain_blocks = load_blocks(cfg.retain, tokenizer, cfg.corpus)
-        own_predictions = dataclasses.replace(cfg.labels, alpha=0.0, anchor_interiors="ignore")  # no anchors in retain text
+        own_predictions = dataclasses.replace(cfg.labels, alpha=0.0)
         retain_stats = compute_labels(folder, len(retain_blocks), lambda i: identity_alignment(retain_blocks[i].ids),
                                       None, baseline, own_predictions, pad_id, prefix="retain", **share)
         stats.update(retain_blocks=retain_stats["blocks"], retain_seconds=retain_stats["compute_seconds"])

@@ -192,35 +192,41 @@ def test_logprob_space_combines_log_softmaxed_logits():
 
 
 @pytest.mark.parametrize("logprobs", [False, True])
-def test_anchor_interiors_are_labelled_from_the_reinforced_model_with_their_next_token_suppressed(logprobs):
+def test_anchor_interiors_get_the_combination_on_the_original_with_their_next_token_suppressed(logprobs):
     """Positions 2 and 3 lie inside an anchor (original tokens 3 and 4 continue it): ignored by
-    default; with `interiors`, labelled by R's logits with the true next token lowered to the mean."""
+    default; given the baseline's logits on the original, labelled by v_B − α·ReLU(v_R − v_B)
+    with the true next token first lowered to the mean of v_B."""
     gen = torch.Generator().manual_seed(5)
-    v_r, v_b = torch.randn(8, 64, generator=gen), torch.randn(8, 64, generator=gen)  # (T, V)
+    v_r, v_b, v_b_original = (torch.randn(8, 64, generator=gen) for _ in range(3))  # (T, V)
     ids = [0, 1, 7, 9, 4, 5, 6, 2]
-    v_r[2, 9], v_r[3, 4] = 20.0, 20.0  # R is sure of the anchor's next tokens
+    for t in (2, 3):  # both models are sure of the anchor's next token
+        v_r[t, ids[t + 1]], v_b_original[t, ids[t + 1]] = 20.0, 15.0
     aligned = AlignedBlock(ids, ids, [0, 1, 4, 5, 6], [0, 1, 4, 5, 6], [], [], interior_positions=[2, 3])
     plain = block_labels(aligned, v_r, v_b, 5.0, top_k=3, logprobs=logprobs)
     assert plain.labels[3] == IGNORE and plain.labels[4] == IGNORE, "the paper's rule: no label inside an anchor"
-    labelled = block_labels(aligned, v_r, v_b, 5.0, top_k=3, logprobs=logprobs, interiors=True)
+    labelled = block_labels(aligned, v_r, v_b, 5.0, top_k=3, logprobs=logprobs, v_baseline_original=v_b_original)
     assert torch.equal(labelled.labels[[1, 2, 5, 6, 7]], plain.labels[[1, 2, 5, 6, 7]]), "other positions unchanged"
     for t in (2, 3):
-        expected = v_r[t].clone()
-        expected[ids[t + 1]] = torch.minimum(expected[ids[t + 1]], expected.mean())
-        expected = expected.log_softmax(-1)
+        base = v_b_original[t].clone()
+        base[ids[t + 1]] = base.mean()
+        reinforced = v_r[t]
+        if logprobs:
+            base, reinforced = base.log_softmax(-1), reinforced.log_softmax(-1)
+        expected = generic_logits(reinforced, base, 5.0).log_softmax(-1)
         assert labelled.labels[t + 1] == expected.argmax() != ids[t + 1]
         top = expected.topk(3)
-        assert torch.allclose(labelled.top_values[t], top.values) and torch.equal(labelled.top_indices[t], top.indices)
-    assert torch.equal(block_labels(aligned, None, v_b, 0.0, top_k=0, interiors=True).labels,
-                       block_labels(aligned, None, v_b, 0.0, top_k=0).labels), "no reinforced pass: nothing to label them with"
+        assert torch.allclose(labelled.top_values[t], top.values, atol=1e-5) and torch.equal(labelled.top_indices[t], top.indices)
+    without_r = block_labels(aligned, None, v_b, 0.0, top_k=0, v_baseline_original=v_b_original)
+    for t in (2, 3):
+        base = v_b_original[t].clone()
+        base[ids[t + 1]] = base.mean()
+        assert without_r.labels[t + 1] == base.argmax(), "alpha 0: the suppressed baseline alone"
 
 
 def test_anchor_interiors_option_is_checked():
     assert LabelsConfig(anchor_interiors="suppress").anchor_interiors == "suppress"
     with pytest.raises(ValueError, match="ignore or suppress"):
         LabelsConfig(anchor_interiors="train")
-    with pytest.raises(ValueError, match="alpha > 0"):
-        LabelsConfig(alpha=0.0, anchor_interiors="suppress")
 
 
 # ---- the LM head a few positions at a time ---------------------------------------------------------
