@@ -117,10 +117,15 @@ def lower_forbidden_(v_baseline: torch.Tensor, target_positions: torch.Tensor, f
     applies = target_positions[:, None] >= starts[None, :]  # (K, F)
     rows, cols = applies.nonzero(as_tuple=True)
     if len(rows):
-        mean = v_baseline.mean(dim=-1)  # (K,)
-        current = v_baseline[rows, tokens[cols]]
-        v_baseline[rows, tokens[cols]] = torch.minimum(current, mean[rows])
+        lower_to_mean_(v_baseline, rows, tokens[cols])
     return v_baseline
+
+
+def lower_to_mean_(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor) -> None:
+    """In place: logits[rows[i], tokens[i]] lowered to its row's mean logit, never raised.
+    logits (K, V); rows, tokens (n,)."""
+    mean = logits.mean(dim=-1)  # (K,)
+    logits[rows, tokens] = torch.minimum(logits[rows, tokens], mean[rows])
 
 
 @dataclass
@@ -207,8 +212,7 @@ def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v
         rows = positions[first : first + ROWS_PER_CHUNK]
         tokens = next_tokens[first : first + ROWS_PER_CHUNK]
         v_b = head_baseline(v_baseline_original[rows]).float()  # (c, V): a copy, or the head's own scratch buffer
-        row_index = torch.arange(len(rows), device=device)
-        v_b[row_index, tokens] = torch.minimum(v_b[row_index, tokens], v_b.mean(dim=-1))
+        lower_to_mean_(v_b, torch.arange(len(rows), device=device), tokens)
         v_r = None if v_reinforced is None else head_reinforced(v_reinforced[rows])  # (c, V)
         _store(labels, values, indices, rows, _combine_(v_b, v_r, alpha, margin, logprobs))
 
@@ -234,13 +238,11 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, b
     at real positions (tested)."""
     translated_ids, _ = _pad([b.translated_ids for b in blocks], pad_id)
     h_baseline = baseline.body(translated_ids)  # (B, T', H)
-    h_reinforced, head_reinforced = None, _identity
-    if reinforced is not None and alpha > 0:
-        original_ids, _ = _pad([b.original_ids for b in blocks], pad_id)
-        h_reinforced, head_reinforced = reinforced.body(original_ids), reinforced.head  # (B, T, H)
-    h_baseline_original = None
-    if interiors and any(b.interior_positions for b in blocks):  # option anchor_interiors=suppress
-        h_baseline_original = baseline.body(_pad([b.original_ids for b in blocks], pad_id)[0])  # (B, T, H)
+    uses_reinforced = reinforced is not None and alpha > 0
+    labels_interiors = interiors and any(b.interior_positions for b in blocks)  # option anchor_interiors=suppress
+    original_ids = _pad([b.original_ids for b in blocks], pad_id)[0] if uses_reinforced or labels_interiors else None  # (B, T)
+    h_reinforced, head_reinforced = (reinforced.body(original_ids), reinforced.head) if uses_reinforced else (None, _identity)  # (B, T, H)
+    h_baseline_original = baseline.body(original_ids) if labels_interiors else None  # (B, T, H)
     return [
         block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], alpha, top_k, logprobs,
                      head_reinforced, baseline.head, margin, None if h_baseline_original is None else h_baseline_original[i])
