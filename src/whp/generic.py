@@ -83,6 +83,7 @@ class LabelsConfig:
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
     margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
     anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule), or 'suppress': label them with the combination on the original text, v_B - alpha*ReLU(v_R - v_B), that next token first lowered to the mean logit in v_B (one more baseline pass over blocks that have such positions)"})
+    pin_k: int = field(default=0, metadata={"help": "soft labels: also store, at each position, the pin_k tokens the reinforced model ranks highest (the baseline's, without a reinforced pass) with their generic log-probabilities. The soft loss pins each stored token to its generic probability and only the rest of the vocabulary's total; without pins, the mass the generic distribution leaves outside its top_k may fall on exactly the tokens it pushed down ('Conan' -> 'Doyle'). 0 = the top_k alone"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the two models' bodies: a one-time compilation (135M model, 2 CPU cores: ~110 s, ~30 s with a warm compile cache), then 1.4x the tokens/s there; pays from a few hundred thousand target tokens"})
 
     def __post_init__(self) -> None:
@@ -90,6 +91,8 @@ class LabelsConfig:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if self.top_k < 0 or self.batch_size < 1 or self.shard_blocks < 1:
             raise ValueError("top_k must be >= 0, batch_size and shard_blocks >= 1")
+        if self.pin_k < 0 or self.pin_k and not self.top_k:
+            raise ValueError(f"pin_k must be >= 0 and needs soft labels (top_k > 0), got pin_k={self.pin_k}, top_k={self.top_k}")
         if self.space not in ("logits", "logprobs"):
             raise ValueError(f"space must be logits or logprobs, got {self.space!r}")
         if self.margin < 0:
@@ -131,8 +134,8 @@ def lower_to_mean_(logits: torch.Tensor, rows: torch.Tensor, tokens: torch.Tenso
 @dataclass
 class BlockLabels:
     labels: torch.Tensor  # (T,) int64, IGNORE where no label; label of position t at t+1
-    top_values: torch.Tensor | None  # (T, k) float32 generic log-probabilities (over the whole vocabulary) at t
-    top_indices: torch.Tensor | None  # (T, k) int64
+    top_values: torch.Tensor | None  # (T, k + pin_k) float32 generic log-probabilities (over the whole vocabulary) at t
+    top_indices: torch.Tensor | None  # (T, k + pin_k) int64: the generic top k, then the pinned tokens
 
 
 HEAD_ROWS = 512  # positions per LM-head call: logits (512, V) per model at a time, never (T, V) (the CPU also runs this GEMM faster than at 32 or 2048 rows)
@@ -141,20 +144,20 @@ ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache
 
 def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
                  logprobs: bool = False, head_reinforced: Head = _identity, head_baseline: Head = _identity,
-                 margin: float = 0.0, v_baseline_original: torch.Tensor | None = None) -> BlockLabels:
+                 margin: float = 0.0, v_baseline_original: torch.Tensor | None = None, pin_k: int = 0) -> BlockLabels:
     """Labels of one block: v_reinforced (T, ·) on the original, v_baseline (T', ·) on the
     translation, each either logits (T, V) or hidden states (T, H) with its model's LM head.
     Logits are made HEAD_ROWS aligned positions at a time; `generic_logits` with fix 2 is
     computed in place ROWS_PER_CHUNK positions at a time (raises up to `margin` ignored); with `logprobs`, both are
     log-softmaxed first (no per-position logit shift enters the ReLU). With `v_baseline_original`
     (T, ·), the baseline on the original text, positions inside an anchor are labelled too
-    (`_label_interiors`)."""
+    (`_label_interiors`). With `pin_k`, each position also stores its pin_k pinned tokens (`_pins`)."""
     device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
     labels = torch.full((length,), IGNORE, dtype=torch.long, device=device)
-    values = torch.zeros((length, top_k), dtype=torch.float32, device=device) if top_k else None
-    indices = torch.zeros((length, top_k), dtype=torch.long, device=device) if top_k else None
+    values = torch.zeros((length, top_k + pin_k), dtype=torch.float32, device=device) if top_k else None
+    indices = torch.zeros((length, top_k + pin_k), dtype=torch.long, device=device) if top_k else None
     uses_reinforced = v_reinforced is not None and alpha > 0
     for start in range(0, len(source), HEAD_ROWS):
         part_s, part_t = source[start : start + HEAD_ROWS], target[start : start + HEAD_ROWS]
@@ -163,26 +166,44 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
         for first in range(0, len(part_s), ROWS_PER_CHUNK):
             rows = slice(first, first + ROWS_PER_CHUNK)
             rows_s, rows_t = part_s[rows], part_t[rows]
-            v_gen = lower_forbidden_(logits_b[rows].float(), rows_t, aligned.forbidden)  # (c, V), changed in place
             v_r = logits_r[rows] if uses_reinforced else None
-            _store(labels, values, indices, rows_s, _combine_(v_gen, v_r, alpha, margin, logprobs))
+            pins = _pins(logits_b[rows] if v_r is None else v_r, pin_k)  # before fix 2 changes the baseline's logits
+            v_gen = lower_forbidden_(logits_b[rows].float(), rows_t, aligned.forbidden)  # (c, V), changed in place
+            _store(labels, values, indices, rows_s, _combine_(v_gen, v_r, alpha, margin, logprobs), pins)
     if v_baseline_original is not None and aligned.interior_positions:
         _label_interiors(aligned, v_reinforced if uses_reinforced else None, v_baseline_original, head_reinforced, head_baseline,
-                         alpha, margin, logprobs, labels, values, indices)
+                         alpha, margin, logprobs, labels, values, indices, pin_k)
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
 
 
+def _pins(logits: torch.Tensor, pin_k: int) -> torch.Tensor | None:
+    """The pin_k tokens of highest logit, (c, V) -> (c, pin_k): the tokens a model that starts from
+    these predictions would put the generic rest mass on, unless they are stored; None for 0."""
+    return logits.topk(pin_k, dim=-1).indices if pin_k else None
+
+
 def _store(labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None, positions: torch.Tensor,
-           v_gen: torch.Tensor) -> None:
+           v_gen: torch.Tensor, pins: torch.Tensor | None = None) -> None:
     """Write the labels of `positions` (c,) from their generic logits v_gen (c, V): the argmax at t+1,
-    and the top-k log-probabilities (over the whole vocabulary) at t when soft targets are kept."""
+    and, when soft targets are kept, log-probabilities (over the whole vocabulary) at t: of the
+    top k tokens other than the pinned ones, then of the pinned tokens `pins` (c, pin_k), so that
+    no token is stored twice. v_gen is scratch (its pinned entries are overwritten)."""
     labels[positions + 1] = v_gen.argmax(dim=-1)
-    if values is not None:
-        top = v_gen.topk(values.shape[1], dim=-1)
-        values[positions] = top.values - v_gen.logsumexp(dim=-1, keepdim=True)
-        indices[positions] = top.indices
+    if values is None:
+        return
+    log_normaliser = v_gen.logsumexp(dim=-1, keepdim=True)  # (c, 1)
+    n_pins = 0 if pins is None else pins.shape[1]
+    if n_pins:
+        pinned = v_gen.gather(1, pins)  # (c, pin_k)
+        v_gen.scatter_(1, pins, float("-inf"))  # out of the top k
+    top = v_gen.topk(values.shape[1] - n_pins, dim=-1)
+    values[positions, : top.values.shape[1]] = top.values - log_normaliser
+    indices[positions, : top.values.shape[1]] = top.indices
+    if n_pins:
+        values[positions, top.values.shape[1] :] = pinned - log_normaliser
+        indices[positions, top.values.shape[1] :] = pins
 
 
 def _combine_(v_b: torch.Tensor, v_r: torch.Tensor | None, alpha: float, margin: float, logprobs: bool) -> torch.Tensor:
@@ -198,7 +219,7 @@ def _combine_(v_b: torch.Tensor, v_r: torch.Tensor | None, alpha: float, margin:
 
 def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline_original: torch.Tensor,
                      head_reinforced: Head, head_baseline: Head, alpha: float, margin: float, logprobs: bool,
-                     labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None) -> None:
+                     labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None, pin_k: int = 0) -> None:
     """Option anchor_interiors=suppress. A position inside an anchor has no translated counterpart
     (the paper leaves it untrained, so "A Study in" teaches nothing against "Scarlet"). Here it is
     labelled on the original text: the baseline's logits with the anchor's own next token lowered
@@ -212,9 +233,10 @@ def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v
         rows = positions[first : first + ROWS_PER_CHUNK]
         tokens = next_tokens[first : first + ROWS_PER_CHUNK]
         v_b = head_baseline(v_baseline_original[rows]).float()  # (c, V): a copy, or the head's own scratch buffer
-        lower_to_mean_(v_b, torch.arange(len(rows), device=device), tokens)
         v_r = None if v_reinforced is None else head_reinforced(v_reinforced[rows])  # (c, V)
-        _store(labels, values, indices, rows, _combine_(v_b, v_r, alpha, margin, logprobs))
+        pins = _pins(v_b if v_r is None else v_r, pin_k)  # before the anchor's next token is lowered
+        lower_to_mean_(v_b, torch.arange(len(rows), device=device), tokens)
+        _store(labels, values, indices, rows, _combine_(v_b, v_r, alpha, margin, logprobs), pins)
 
 
 def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +252,8 @@ def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 @torch.inference_mode()
 def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, baseline: ModelPass, alpha: float, top_k: int,
-                 pad_id: int, logprobs: bool = False, margin: float = 0.0, interiors: bool = False) -> list[BlockLabels]:
+                 pad_id: int, logprobs: bool = False, margin: float = 0.0, interiors: bool = False,
+                 pin_k: int = 0) -> list[BlockLabels]:
     """The two models' bodies over a batch of blocks, then per-block labels (logits a few
     positions at a time). The batches are right-padded, and under causal attention no real
     position sees a later pad, so the bodies run without an attention mask: the fast causal
@@ -245,7 +268,7 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, b
     h_baseline_original = baseline.body(original_ids) if labels_interiors else None  # (B, T, H)
     return [
         block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], alpha, top_k, logprobs,
-                     head_reinforced, baseline.head, margin, None if h_baseline_original is None else h_baseline_original[i])
+                     head_reinforced, baseline.head, margin, None if h_baseline_original is None else h_baseline_original[i], pin_k)
         for i, block in enumerate(blocks)
     ]
 
@@ -322,7 +345,7 @@ def compute_labels(
             for first in range(0, len(aligned), cfg.batch_size):
                 batch = aligned[first : first + cfg.batch_size]
                 labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id, cfg.space == "logprobs",
-                                            cfg.margin, cfg.anchor_interiors == "suppress"))
+                                            cfg.margin, cfg.anchor_interiors == "suppress", cfg.pin_k))
                 bar.update(len(batch))
             write_shard(shard_path(folder, shard, prefix), aligned, labels, indices, pad_id)
             stats["blocks"] += len(aligned)

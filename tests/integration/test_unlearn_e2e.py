@@ -147,3 +147,22 @@ def test_anchor_interiors_option_labels_only_positions_inside_anchors(inputs, fi
         assert not torch.any(labelled["labels"][new] == plain["input_ids"][new]), "never the anchor's own next token"
         added += int(new.sum())
     assert added > 0
+
+
+def test_pinned_labels_widen_target_and_retain_shards_alike(inputs, finished_run, tmp_path):
+    """labels.pin_k: target and retain examples both store top_k + pin_k tokens (one batch holds
+    both), the argmax labels are the default run's, and fine-tuning on them runs."""
+    shutil.copytree(finished_run / "reinforced", tmp_path / "adapter")
+    (tmp_path / "retain.txt").write_text("The river ran past the mill and the baker sold bread every morning. " * 8)
+    common = ["--model", str(inputs / "base"), "--target", str(inputs / "target.txt"), "--anchors", str(inputs / "anchors.yaml"),
+              "--reinforced", str(tmp_path / "adapter"), "--retain", str(tmp_path / "retain.txt"), *TINY,
+              "--set", "labels.top_k=4", "--set", "finetune.loss=soft", "--set", "finetune.train.max_steps=2"]
+    runs = {}
+    for pin_k in (0, 3):
+        out = tmp_path / f"pin{pin_k}"
+        assert main(["-q", "unlearn", *common, "--out", str(out), "--set", f"labels.pin_k={pin_k}"]) == 0
+        runs[pin_k] = load_examples(labels_folder(out)) + load_examples(labels_folder(out), "retain")
+    assert {ex["top_indices"].shape[1] for ex in runs[3]} == {7}
+    assert any(ex["is_retain"] for ex in runs[3])
+    for plain, pinned in zip(runs[0], runs[3]):
+        assert torch.equal(plain["labels"], pinned["labels"])

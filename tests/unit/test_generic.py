@@ -223,6 +223,56 @@ def test_anchor_interiors_get_the_combination_on_the_original_with_their_next_to
         assert without_r.labels[t + 1] == base.argmax(), "alpha 0: the suppressed baseline alone"
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.0, 5.0]), top_k=st.integers(1, 5), pin_k=st.integers(1, 4),
+       n_forbidden=st.integers(0, 2))
+def test_pinned_tokens_are_stored_once_after_the_top_k_with_their_generic_logprobs(seed, alpha, top_k, pin_k, n_forbidden):
+    """pin_k: each labelled position stores the top k generic tokens other than the pinned ones,
+    then the pinned ones (the reinforced model's top pin_k; the baseline's before fix 2 when
+    alpha is 0), all with their generic log-probabilities; the argmax labels do not change."""
+    gen = torch.Generator().manual_seed(seed)
+    length, vocab = 40, 17
+    v_r, v_b = torch.randn(length, vocab, generator=gen), torch.randn(length, vocab, generator=gen)
+    positions = list(range(length - 1))
+    forbidden = [(int(torch.randint(0, length, (1,), generator=gen)), int(torch.randint(0, vocab, (1,), generator=gen)))
+                 for _ in range(n_forbidden)]
+    aligned = AlignedBlock(list(range(length)), list(range(length)), positions, positions, forbidden, [])
+    plain = block_labels(aligned, v_r, v_b, alpha, top_k=top_k)
+    pinned = block_labels(aligned, v_r, v_b, alpha, top_k=top_k, pin_k=pin_k)
+    assert torch.equal(pinned.labels, plain.labels)
+    t = torch.tensor(positions)
+    log_p = generic_logits(v_r[t], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha).log_softmax(-1)  # (K, V)
+    pins = (v_r[t] if alpha else v_b[t]).topk(pin_k).indices  # (K, pin_k)
+    stored = pinned.top_indices[positions]  # (K, top_k + pin_k)
+    assert stored.shape[1] == top_k + pin_k and torch.equal(stored[:, top_k:], pins)
+    assert all(len(set(row.tolist())) == top_k + pin_k for row in stored), "no token stored twice"
+    assert torch.allclose(pinned.top_values[positions], log_p.gather(1, stored), atol=1e-5)
+    others = log_p.scatter(1, pins, float("-inf"))
+    assert torch.allclose(pinned.top_values[positions, :top_k], others.topk(top_k).values, atol=1e-5)
+
+
+def test_a_pinned_token_cannot_take_the_rest_mass():
+    """Why pins: the generic distribution keeps 0.3 outside its stored top 2. A model that puts all
+    of that 0.3 on the token the labels pushed down (token 2) loses nothing against one that
+    spreads it, unless token 2 is stored (pinned) with its generic probability ~0."""
+    generic = torch.tensor([0.5, 0.2, 1e-6, 0.1, 0.1, 0.1 - 1e-6])  # over 6 tokens; token 2 was pushed down
+    leaking = torch.tensor([0.5, 0.2, 0.3, 1e-9, 1e-9, 1e-9])
+    spread = torch.tensor([0.5, 0.2, 1e-9, 0.1, 0.1, 0.1])
+
+    def loss(model_probs, stored):
+        indices = torch.tensor([[stored]])  # (1, 1, k)
+        return soft_targets_cross_entropy(model_probs.log()[indices], generic.log()[indices])[0, 0]
+
+    assert torch.isclose(loss(leaking, [0, 1]), loss(spread, [0, 1]), atol=1e-4), "the rest bucket cannot tell them apart"
+    assert loss(leaking, [0, 1, 2]) > loss(spread, [0, 1, 2]) + 1.0, "pinned, the leak costs"
+
+
+def test_pin_k_needs_soft_labels():
+    assert LabelsConfig(top_k=8, pin_k=4).pin_k == 4
+    with pytest.raises(ValueError, match="pin_k"):
+        LabelsConfig(top_k=0, pin_k=4)
+
+
 def test_anchor_interiors_option_is_checked():
     assert LabelsConfig(anchor_interiors="suppress").anchor_interiors == "suppress"
     with pytest.raises(ValueError, match="ignore or suppress"):
