@@ -6,7 +6,9 @@
   Its minimum is q_k = p_k with the model's remaining mass equal to the generic remaining mass.
   (Without the rest bucket the minimum puts no mass outside the top k, which squeezes every
   rare word: measured on the demo, general-text perplexity rose much more.) It keeps more
-  calibration on small models than hard labels.
+  calibration on small models than hard labels. The bucket holds only the rest's total, so
+  a token outside the stored ones may take all of it: `labels.pin_k` also stores the tokens
+  the reinforced model ranks highest, which are the ones the labels push down.
 Retain examples (`is_retain`), whose targets are the baseline's own predictions on general
 text, add `retain_weight` × their mean loss: the model is held to what it was elsewhere.
 """
