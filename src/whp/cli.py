@@ -63,6 +63,13 @@ def make_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--out", required=True, type=Path, help="JSON Lines file of {prompt, references}")
     _add_anchors_arguments(commands.add_parser(
         "anchors", help="draft an anchored dictionary from the target text (offline, or with an LLM endpoint)"))
+    settings = commands.add_parser("settings", help="print every setting with its value and meaning, as a YAML config to edit",
+                                   description="Print the settings of a run (the defaults, or those of --config and --set) as "
+                                               "YAML with each setting's meaning as a comment: `whp settings > run.yaml`, "
+                                               "edit, then `whp unlearn --config run.yaml ...`.")
+    settings.add_argument("sections", nargs="*", help="only these sections (e.g. labels finetune)")
+    settings.add_argument("--config", help="YAML config to resolve first")
+    _add_overrides(settings, "override one setting, e.g. --set labels.alpha=2")
     demo = commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     _add_overrides(demo, "override a pipeline setting of the demo's config")
@@ -202,6 +209,12 @@ def _prompts(args: argparse.Namespace) -> None:
     print(f"{len(drafted)} prompts: {args.out}")
 
 
+def _settings(args: argparse.Namespace) -> None:
+    from whp.config import commented_yaml, load_config
+
+    print(commented_yaml(load_config(args.config, args.overrides), args.sections))
+
+
 def _demo(args: argparse.Namespace) -> None:
     from whp.demo import run_demo
 
@@ -222,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"  # progress bars (ours and the libraries') off
     try:
-        {"demo": _demo, "eval": _eval, "compare": _compare, "prompts": _prompts, "anchors": _anchors}.get(args.command, _run_stages)(args)
+        {"demo": _demo, "settings": _settings, "eval": _eval, "compare": _compare, "prompts": _prompts, "anchors": _anchors}.get(args.command, _run_stages)(args)
     except WhpError as exc:
         print(f"whp: error: {exc}", file=sys.stderr)
         return 2

@@ -185,3 +185,25 @@ def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = 
 
 def to_dict(cfg: RunConfig) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def commented_yaml(cfg: Any, sections: list[str] = (), indent: int = 0) -> str:
+    """`cfg` (a config dataclass) as YAML with each setting's help as a comment: a config file to
+    edit, which loads back to `cfg`. `sections` keeps only those top-level sections."""
+    names = [f.name for f in dataclasses.fields(cfg)]
+    unknown = sorted(set(sections) - set(names))
+    if unknown:
+        raise WhpError(f"unknown section {unknown[0]!r} (known: {', '.join(names)})")
+    lines, pad = [], "  " * indent
+    for spec in dataclasses.fields(cfg):
+        if sections and spec.name not in sections:
+            continue
+        value = getattr(cfg, spec.name)
+        if dataclasses.is_dataclass(value):
+            note = spec.metadata.get("help") or (type(value).__doc__ or "").strip().splitlines()[0]
+            lines += [f"{pad}{spec.name}:  # {note}", commented_yaml(value, indent=indent + 1)]
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=1_000_000).removesuffix("...\n").strip()
+            note = spec.metadata.get("help")
+            lines.append(f"{pad}{spec.name}: {text}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines)

@@ -7,7 +7,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whp.config import RunConfig, apply_override, from_dict, load_config, to_dict
+from whp.cli import main
+from whp.config import RunConfig, apply_override, commented_yaml, from_dict, load_config, to_dict
 from whp.errors import WhpError
 from whp.files import write_yaml
 
@@ -258,3 +259,28 @@ def test_benchmarks_asked_for_run_even_when_metrics_are_listed(tmp_path):
     listed = _eval_config(make_parser().parse_args([*base, "--benchmarks", "whp_arc_easy"]))
     assert listed.metrics == ["retain_perplexity", "benchmarks"] and listed.benchmarks == ["whp_arc_easy"]
     assert _eval_config(make_parser().parse_args(base)).metrics == ["retain_perplexity"]
+
+
+@pytest.mark.parametrize("overrides", [[], ["labels.top_k=32", "labels.pin_k=8", "finetune.train.lr=5e-4", "target=[a.txt, b.txt]",
+                                            "anchors=my dict.yaml"]])
+def test_commented_settings_load_back_to_the_same_config(tmp_path, overrides):
+    cfg = load_config(None, overrides, model="org/name: x # not a comment")
+    text = commented_yaml(cfg)
+    assert load_config(write_config(tmp_path, text)) == cfg
+
+
+def test_every_commented_setting_carries_its_help():
+    text = commented_yaml(RunConfig())
+    assert "  pin_k: 0  # soft labels: also store" in text
+    assert "lora_config:  # LoRA settings" in text
+    assert "corpus:  # " in text, "a section without help gets its class's docstring"
+    leaves = [line for line in text.splitlines() if not line.rstrip().endswith(":") and "#" not in line]
+    assert leaves == [], f"settings without help: {leaves}"
+
+
+def test_settings_command_prints_chosen_sections_resolved(capsys):
+    assert main(["settings", "--set", "labels.alpha=2", "labels"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("labels:") and "  alpha: 2.0  #" in out and "finetune:" not in out
+    assert main(["settings", "nonsense"]) == 2
+    assert "unknown section 'nonsense'" in capsys.readouterr().err
