@@ -142,23 +142,25 @@ HEAD_ROWS = 512  # positions per LM-head call: logits (512, V) per model at a ti
 ROWS_PER_CHUNK = 32  # positions combined at a time: (32, V) fp32 stays in cache, no (T, V) temporaries
 
 
-def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, alpha: float, top_k: int,
-                 logprobs: bool = False, head_reinforced: Head = _identity, head_baseline: Head = _identity,
-                 margin: float = 0.0, v_baseline_original: torch.Tensor | None = None, pin_k: int = 0) -> BlockLabels:
+def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline: torch.Tensor, cfg: LabelsConfig,
+                 head_reinforced: Head = _identity, head_baseline: Head = _identity,
+                 v_baseline_original: torch.Tensor | None = None) -> BlockLabels:
     """Labels of one block: v_reinforced (T, ·) on the original, v_baseline (T', ·) on the
     translation, each either logits (T, V) or hidden states (T, H) with its model's LM head.
     Logits are made HEAD_ROWS aligned positions at a time; `generic_logits` with fix 2 is
-    computed in place ROWS_PER_CHUNK positions at a time (raises up to `margin` ignored); with `logprobs`, both are
-    log-softmaxed first (no per-position logit shift enters the ReLU). With `v_baseline_original`
-    (T, ·), the baseline on the original text, positions inside an anchor are labelled too
-    (`_label_interiors`). With `pin_k`, each position also stores its pin_k pinned tokens (`_pins`)."""
+    computed in place ROWS_PER_CHUNK positions at a time (raises up to `cfg.margin` ignored); with
+    `cfg.space == "logprobs"`, both are log-softmaxed first (no per-position logit shift enters the
+    ReLU). With `v_baseline_original` (T, ·), the baseline on the original text, positions inside an
+    anchor are labelled too (`_label_interiors`). With `cfg.pin_k`, each position also stores its
+    pin_k pinned tokens (`_pins`)."""
+    top_k, pin_k = cfg.top_k, cfg.pin_k
     device, length = v_baseline.device, len(aligned.original_ids)
     source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
     target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
     labels = torch.full((length,), IGNORE, dtype=torch.long, device=device)
     values = torch.zeros((length, top_k + pin_k), dtype=torch.float32, device=device) if top_k else None
     indices = torch.zeros((length, top_k + pin_k), dtype=torch.long, device=device) if top_k else None
-    uses_reinforced = v_reinforced is not None and alpha > 0
+    uses_reinforced = v_reinforced is not None and cfg.alpha > 0
     for start in range(0, len(source), HEAD_ROWS):
         part_s, part_t = source[start : start + HEAD_ROWS], target[start : start + HEAD_ROWS]
         logits_b = head_baseline(v_baseline[part_t])  # (c, V), fresh rows (a repeated position is copied twice)
@@ -169,10 +171,10 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
             v_r = logits_r[rows] if uses_reinforced else None
             pins = _pins(logits_b[rows] if v_r is None else v_r, pin_k)  # before fix 2 changes the baseline's logits
             v_gen = lower_forbidden_(logits_b[rows].float(), rows_t, aligned.forbidden)  # (c, V), changed in place
-            _store(labels, values, indices, rows_s, _combine_(v_gen, v_r, alpha, margin, logprobs), pins)
+            _store(labels, values, indices, rows_s, _combine_(v_gen, v_r, cfg), pins)
     if v_baseline_original is not None and aligned.interior_positions:
         _label_interiors(aligned, v_reinforced if uses_reinforced else None, v_baseline_original, head_reinforced, head_baseline,
-                         alpha, margin, logprobs, labels, values, indices, pin_k)
+                         cfg, labels, values, indices)
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
@@ -206,20 +208,22 @@ def _store(labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Ten
         indices[positions, top.values.shape[1] :] = pins
 
 
-def _combine_(v_b: torch.Tensor, v_r: torch.Tensor | None, alpha: float, margin: float, logprobs: bool) -> torch.Tensor:
-    """v_B − α·ReLU(v_R − v_B − m), (c, V) fp32, computed in v_b's storage (log-softmaxed first with `logprobs`)."""
+def _combine_(v_b: torch.Tensor, v_r: torch.Tensor | None, cfg: LabelsConfig) -> torch.Tensor:
+    """v_B − α·ReLU(v_R − v_B − m), (c, V) fp32, computed in v_b's storage (both log-softmaxed first
+    when cfg.space is "logprobs")."""
+    logprobs = cfg.space == "logprobs"
     if logprobs:
         v_b = v_b.log_softmax(dim=-1)
     if v_r is not None:
         v_r = v_r.float()
-        raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_b).sub_(margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
-        v_b.sub_(raised, alpha=alpha)
+        raised = (v_r.log_softmax(dim=-1) if logprobs else v_r).sub_(v_b).sub_(cfg.margin).clamp_(min=0)  # ReLU(v_R − v_B − m), (c, V)
+        v_b.sub_(raised, alpha=cfg.alpha)
     return v_b
 
 
 def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_baseline_original: torch.Tensor,
-                     head_reinforced: Head, head_baseline: Head, alpha: float, margin: float, logprobs: bool,
-                     labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None, pin_k: int = 0) -> None:
+                     head_reinforced: Head, head_baseline: Head, cfg: LabelsConfig,
+                     labels: torch.Tensor, values: torch.Tensor | None, indices: torch.Tensor | None) -> None:
     """Option anchor_interiors=suppress. A position inside an anchor has no translated counterpart
     (the paper leaves it untrained, so "A Study in" teaches nothing against "Scarlet"). Here it is
     labelled on the original text: the baseline's logits with the anchor's own next token lowered
@@ -234,9 +238,9 @@ def _label_interiors(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v
         tokens = next_tokens[first : first + ROWS_PER_CHUNK]
         v_b = head_baseline(v_baseline_original[rows]).float()  # (c, V): a copy, or the head's own scratch buffer
         v_r = None if v_reinforced is None else head_reinforced(v_reinforced[rows])  # (c, V)
-        pins = _pins(v_b if v_r is None else v_r, pin_k)  # before the anchor's next token is lowered
+        pins = _pins(v_b if v_r is None else v_r, cfg.pin_k)  # before the anchor's next token is lowered
         lower_to_mean_(v_b, torch.arange(len(rows), device=device), tokens)
-        _store(labels, values, indices, rows, _combine_(v_b, v_r, alpha, margin, logprobs), pins)
+        _store(labels, values, indices, rows, _combine_(v_b, v_r, cfg), pins)
 
 
 def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,9 +255,8 @@ def _pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
 
 
 @torch.inference_mode()
-def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, baseline: ModelPass, alpha: float, top_k: int,
-                 pad_id: int, logprobs: bool = False, margin: float = 0.0, interiors: bool = False,
-                 pin_k: int = 0) -> list[BlockLabels]:
+def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, baseline: ModelPass, cfg: LabelsConfig,
+                 pad_id: int) -> list[BlockLabels]:
     """The two models' bodies over a batch of blocks, then per-block labels (logits a few
     positions at a time). The batches are right-padded, and under causal attention no real
     position sees a later pad, so the bodies run without an attention mask: the fast causal
@@ -261,14 +264,14 @@ def batch_labels(blocks: Sequence[AlignedBlock], reinforced: ModelPass | None, b
     at real positions (tested)."""
     translated_ids, _ = _pad([b.translated_ids for b in blocks], pad_id)
     h_baseline = baseline.body(translated_ids)  # (B, T', H)
-    uses_reinforced = reinforced is not None and alpha > 0
-    labels_interiors = interiors and any(b.interior_positions for b in blocks)  # option anchor_interiors=suppress
+    uses_reinforced = reinforced is not None and cfg.alpha > 0
+    labels_interiors = cfg.anchor_interiors == "suppress" and any(b.interior_positions for b in blocks)
     original_ids = _pad([b.original_ids for b in blocks], pad_id)[0] if uses_reinforced or labels_interiors else None  # (B, T)
     h_reinforced, head_reinforced = (reinforced.body(original_ids), reinforced.head) if uses_reinforced else (None, _identity)  # (B, T, H)
     h_baseline_original = baseline.body(original_ids) if labels_interiors else None  # (B, T, H)
     return [
-        block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], alpha, top_k, logprobs,
-                     head_reinforced, baseline.head, margin, None if h_baseline_original is None else h_baseline_original[i], pin_k)
+        block_labels(block, None if h_reinforced is None else h_reinforced[i], h_baseline[i], cfg, head_reinforced, baseline.head,
+                     None if h_baseline_original is None else h_baseline_original[i])
         for i, block in enumerate(blocks)
     ]
 
@@ -344,8 +347,7 @@ def compute_labels(
             labels = []
             for first in range(0, len(aligned), cfg.batch_size):
                 batch = aligned[first : first + cfg.batch_size]
-                labels.extend(batch_labels(batch, reinforced, baseline, cfg.alpha, cfg.top_k, pad_id, cfg.space == "logprobs",
-                                            cfg.margin, cfg.anchor_interiors == "suppress", cfg.pin_k))
+                labels.extend(batch_labels(batch, reinforced, baseline, cfg, pad_id))
                 bar.update(len(batch))
             write_shard(shard_path(folder, shard, prefix), aligned, labels, indices, pad_id)
             stats["blocks"] += len(aligned)

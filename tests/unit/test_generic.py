@@ -70,7 +70,7 @@ def test_labels_argmax_and_hf_shift():
     v_b[1, 3] = 1.0  # baseline's favourite at original position 1 (translated position 2)
     v_b[2, 4] = 2.0  # translated position 2 prefers token 4 ...
     v_r[1, 4] = 3.0  # ... but the reinforced model raised 4 at original position 1
-    result = block_labels(_aligned([1, 3], [2, 2]), v_r, v_b, alpha=5.0, top_k=0)
+    result = block_labels(_aligned([1, 3], [2, 2]), v_r, v_b, LabelsConfig(alpha=5.0, top_k=0))
     assert result.labels.tolist()[0] == IGNORE
     assert result.labels[2] == 0, "label computed at position 1 is stored at 2; token 4 pushed down"
     assert result.labels[4] == 4, "position 3 uses v_b[2]: token 4 (R did not raise it at position 3)"
@@ -79,7 +79,7 @@ def test_labels_argmax_and_hf_shift():
 
 def test_top_k_soft_targets_sit_at_the_predicting_position():
     v_b = torch.randn(6, 9)
-    result = block_labels(_aligned([0, 4], [0, 4]), None, v_b, alpha=0.0, top_k=3)
+    result = block_labels(_aligned([0, 4], [0, 4]), None, v_b, LabelsConfig(alpha=0.0, top_k=3))
     assert torch.equal(result.top_indices[4], v_b[4].topk(3).indices)
     assert result.labels[5] == v_b[4].argmax()
     assert torch.allclose(result.top_values[4].exp(), torch.softmax(v_b[4], -1).topk(3).values), "full-vocabulary probabilities"
@@ -170,7 +170,7 @@ def test_chunked_in_place_labels_equal_the_formula(seed, alpha, n_forbidden, mar
     forbidden = [(int(torch.randint(0, 90, (1,), generator=gen)), int(torch.randint(0, vocab, (1,), generator=gen)))
                  for _ in range(n_forbidden)]
     aligned = AlignedBlock(list(range(length)), list(range(translated_length)), source, target, forbidden, [])
-    result = block_labels(aligned, v_r, v_b, alpha, top_k=4, margin=margin)
+    result = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=alpha, top_k=4, margin=margin))
     t = torch.tensor(target)
     expected = generic_logits(v_r[source], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha, margin)
     assert torch.equal(result.labels[torch.tensor(source) + 1], expected.argmax(-1))
@@ -183,8 +183,8 @@ def test_logprob_space_combines_log_softmaxed_logits():
     v_r, v_b = torch.randn(20, 11, generator=gen) + 3.0, torch.randn(20, 11, generator=gen)  # R shifted up overall
     positions = list(range(19))
     aligned = AlignedBlock(list(range(20)), list(range(20)), positions, positions, [], [])
-    in_logits = block_labels(aligned, v_r, v_b, 5.0, top_k=0)
-    in_logprobs = block_labels(aligned, v_r, v_b, 5.0, top_k=0, logprobs=True)
+    in_logits = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=5.0))
+    in_logprobs = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=5.0, space="logprobs"))
     expected = generic_logits(v_r[:19].log_softmax(-1), v_b[:19].log_softmax(-1), 5.0).argmax(-1)
     assert torch.equal(in_logprobs.labels[1:], expected)
     assert torch.equal(in_logits.labels[1:], (v_b[:19] - 5.0 * torch.relu(v_r[:19] - v_b[:19])).argmax(-1))
@@ -202,9 +202,10 @@ def test_anchor_interiors_get_the_combination_on_the_original_with_their_next_to
     for t in (2, 3):  # both models are sure of the anchor's next token
         v_r[t, ids[t + 1]], v_b_original[t, ids[t + 1]] = 20.0, 15.0
     aligned = AlignedBlock(ids, ids, [0, 1, 4, 5, 6], [0, 1, 4, 5, 6], [], [], interior_positions=[2, 3])
-    plain = block_labels(aligned, v_r, v_b, 5.0, top_k=3, logprobs=logprobs)
+    cfg = LabelsConfig(alpha=5.0, top_k=3, space="logprobs" if logprobs else "logits")
+    plain = block_labels(aligned, v_r, v_b, cfg)
     assert plain.labels[3] == IGNORE and plain.labels[4] == IGNORE, "the paper's rule: no label inside an anchor"
-    labelled = block_labels(aligned, v_r, v_b, 5.0, top_k=3, logprobs=logprobs, v_baseline_original=v_b_original)
+    labelled = block_labels(aligned, v_r, v_b, cfg, v_baseline_original=v_b_original)
     assert torch.equal(labelled.labels[[1, 2, 5, 6, 7]], plain.labels[[1, 2, 5, 6, 7]]), "other positions unchanged"
     for t in (2, 3):
         base = v_b_original[t].clone()
@@ -216,7 +217,7 @@ def test_anchor_interiors_get_the_combination_on_the_original_with_their_next_to
         assert labelled.labels[t + 1] == expected.argmax() != ids[t + 1]
         top = expected.topk(3)
         assert torch.allclose(labelled.top_values[t], top.values, atol=1e-5) and torch.equal(labelled.top_indices[t], top.indices)
-    without_r = block_labels(aligned, None, v_b, 0.0, top_k=0, v_baseline_original=v_b_original)
+    without_r = block_labels(aligned, None, v_b, LabelsConfig(alpha=0.0), v_baseline_original=v_b_original)
     for t in (2, 3):
         base = v_b_original[t].clone()
         base[ids[t + 1]] = base.mean()
@@ -237,8 +238,8 @@ def test_pinned_tokens_are_stored_once_after_the_top_k_with_their_generic_logpro
     forbidden = [(int(torch.randint(0, length, (1,), generator=gen)), int(torch.randint(0, vocab, (1,), generator=gen)))
                  for _ in range(n_forbidden)]
     aligned = AlignedBlock(list(range(length)), list(range(length)), positions, positions, forbidden, [])
-    plain = block_labels(aligned, v_r, v_b, alpha, top_k=top_k)
-    pinned = block_labels(aligned, v_r, v_b, alpha, top_k=top_k, pin_k=pin_k)
+    plain = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=alpha, top_k=top_k))
+    pinned = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=alpha, top_k=top_k, pin_k=pin_k))
     assert torch.equal(pinned.labels, plain.labels)
     t = torch.tensor(positions)
     log_p = generic_logits(v_r[t], lower_forbidden_(v_b[t].clone(), t, forbidden), alpha).log_softmax(-1)  # (K, V)
@@ -294,9 +295,10 @@ def test_labels_from_hidden_states_and_head_equal_those_from_whole_logits(seed, 
     source = sorted(torch.randperm(length - 1, generator=gen)[:30].tolist())
     target = sorted(torch.randint(0, length + 3, (30,), generator=gen).tolist())  # repeats allowed
     aligned = AlignedBlock(list(range(length)), list(range(length + 3)), source, target, [(5, 3), (20, 7)], [])
+    cfg = LabelsConfig(alpha=alpha, top_k=3, space="logprobs" if logprobs else "logits")
     with torch.no_grad():
-        chunked = block_labels(aligned, h_r, h_b, alpha, 3, logprobs, head_r, head_b)
-        whole = block_labels(aligned, head_r(h_r), head_b(h_b), alpha, 3, logprobs)
+        chunked = block_labels(aligned, h_r, h_b, cfg, head_r, head_b)
+        whole = block_labels(aligned, head_r(h_r), head_b(h_b), cfg)
     assert torch.equal(chunked.labels, whole.labels)
     assert torch.allclose(chunked.top_values, whole.top_values, atol=1e-6)
     assert torch.equal(chunked.top_indices, whole.top_indices)
@@ -335,8 +337,9 @@ def test_batch_labels_through_split_model_equal_those_through_whole_logits():
         body, head = split_at_head(model)
         return ModelPass(lambda ids: body(input_ids=ids).last_hidden_state, head)
 
-    expected = batch_labels(blocks, whole(reinforced), whole(base), 5.0, 4, pad_id=0)
-    got = batch_labels(blocks, split(reinforced), split(base), 5.0, 4, pad_id=0)
+    cfg = LabelsConfig(alpha=5.0, top_k=4)
+    expected = batch_labels(blocks, whole(reinforced), whole(base), cfg, pad_id=0)
+    got = batch_labels(blocks, split(reinforced), split(base), cfg, pad_id=0)
     for e, g in zip(expected, got):
         assert torch.equal(e.labels, g.labels)
         assert torch.allclose(e.top_values, g.top_values, atol=1e-5)
