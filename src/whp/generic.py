@@ -82,7 +82,7 @@ class LabelsConfig:
     dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
     margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
-    anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule), or 'suppress': label them with the combination on the original text, v_B - alpha*ReLU(v_R - v_B), that next token first lowered to the mean logit in v_B (one more baseline pass over blocks that have such positions)"})
+    anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule); 'words': label a position that ends one word of a multi-word anchor from the matching word end of its alternative when both have as many words ('Red-Headed' of 'Red-Headed League' from 'Copper-Haired' of 'Copper-Haired Club'), the anchor's next token lowered to the mean logit in v_B unless the alternative goes on with the same token, the other interior positions ignored; or 'suppress': label them all with the combination on the original text, v_B - alpha*ReLU(v_R - v_B), that next token first lowered to the mean logit in v_B (one more baseline pass over blocks that have such positions)"})
     pin_k: int = field(default=0, metadata={"help": "soft labels: also store, at each position, the pin_k tokens the reinforced model ranks highest (the baseline's, without a reinforced pass) with their generic log-probabilities. The soft loss pins each stored token to its generic probability and only the rest of the vocabulary's total; without pins, the mass the generic distribution leaves outside its top_k may fall on exactly the tokens it pushed down ('Conan' -> 'Doyle'). 0 = the top_k alone"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the two models' bodies: a one-time compilation (135M model, 2 CPU cores: ~110 s, ~30 s with a warm compile cache), then 1.4x the tokens/s there; pays from a few hundred thousand target tokens"})
 
@@ -97,8 +97,8 @@ class LabelsConfig:
             raise ValueError(f"space must be logits or logprobs, got {self.space!r}")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
-        if self.anchor_interiors not in ("ignore", "suppress"):
-            raise ValueError(f"anchor_interiors must be ignore or suppress, got {self.anchor_interiors!r}")
+        if self.anchor_interiors not in ("ignore", "words", "suppress"):
+            raise ValueError(f"anchor_interiors must be ignore, words or suppress, got {self.anchor_interiors!r}")
         if self.dtype not in ("bfloat16", "float32"):
             raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
@@ -155,14 +155,17 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
     pin_k pinned tokens (`_pins`)."""
     top_k, pin_k = cfg.top_k, cfg.pin_k
     device, length = v_baseline.device, len(aligned.original_ids)
-    source = torch.tensor(aligned.source_positions, dtype=torch.long, device=device)  # (K,)
-    target = torch.tensor(aligned.target_positions, dtype=torch.long, device=device)  # (K,)
+    word_pairs = aligned.interior_word_pairs if cfg.anchor_interiors == "words" else []
+    source = torch.tensor(aligned.source_positions + [t for t, _ in word_pairs], dtype=torch.long, device=device)  # (K,)
+    target = torch.tensor(aligned.target_positions + [s for _, s in word_pairs], dtype=torch.long, device=device)  # (K,)
+    own_next = torch.tensor([-1] * len(aligned.source_positions) + [_own_next(aligned, t, s) for t, s in word_pairs],
+                            dtype=torch.long, device=device)  # (K,): the anchor's next token to lower at a word pair, else -1
     labels = torch.full((length,), IGNORE, dtype=torch.long, device=device)
     values = torch.zeros((length, top_k + pin_k), dtype=torch.float32, device=device) if top_k else None
     indices = torch.zeros((length, top_k + pin_k), dtype=torch.long, device=device) if top_k else None
     uses_reinforced = v_reinforced is not None and cfg.alpha > 0
     for start in range(0, len(source), HEAD_ROWS):
-        part_s, part_t = source[start : start + HEAD_ROWS], target[start : start + HEAD_ROWS]
+        part_s, part_t, part_own = (x[start : start + HEAD_ROWS] for x in (source, target, own_next))
         logits_b = head_baseline(v_baseline[part_t])  # (c, V), fresh rows (a repeated position is copied twice)
         logits_r = head_reinforced(v_reinforced[part_s]) if uses_reinforced else None  # (c, V)
         for first in range(0, len(part_s), ROWS_PER_CHUNK):
@@ -171,6 +174,7 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
             v_r = logits_r[rows] if uses_reinforced else None
             pins = _pins(logits_b[rows] if v_r is None else v_r, pin_k)  # before fix 2 changes the baseline's logits
             v_gen = lower_forbidden_(logits_b[rows].float(), rows_t, aligned.forbidden)  # (c, V), changed in place
+            _lower_own_next_(v_gen, part_own[rows])
             _store(labels, values, indices, rows_s, _combine_(v_gen, v_r, cfg), pins)
     if v_baseline_original is not None and aligned.interior_positions:
         _label_interiors(aligned, v_reinforced if uses_reinforced else None, v_baseline_original, head_reinforced, head_baseline,
@@ -178,6 +182,21 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
     if not top_k:
         return BlockLabels(labels.cpu(), None, None)
     return BlockLabels(labels.cpu(), values.cpu(), indices.cpu())
+
+
+def _own_next(aligned: AlignedBlock, t: int, s: int) -> int:
+    """The anchor's next token at word pair (t, s), to be lowered, unless the alternative goes on
+    with the same token ("The Sign of" -> " the" as "The Mark of" -> " the"): then -1."""
+    token = aligned.original_ids[t + 1]
+    return -1 if aligned.translated_ids[s + 1] == token else token
+
+
+def _lower_own_next_(v_gen: torch.Tensor, own_next: torch.Tensor) -> None:
+    """Option anchor_interiors=words, in place: at a word end inside an anchor, v_gen (c, V) row i's
+    logit of own_next[i] (c,), the anchor's next token, lowered to the row's mean; -1 = no such token."""
+    rows = (own_next >= 0).nonzero(as_tuple=True)[0]
+    if len(rows):
+        lower_to_mean_(v_gen, rows, own_next[rows])
 
 
 def _pins(logits: torch.Tensor, pin_k: int) -> torch.Tensor | None:

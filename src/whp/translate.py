@@ -8,6 +8,9 @@ token s, i.e. the translated prefix is the translation of the original prefix:
 - the last token of an anchor maps to the last token of its translation;
 - tokens ending strictly inside an anchor, or straddling an anchor boundary, are ignored
   (those strictly inside are recorded as `interior_positions`: an option labels them, generic.py);
+  those that end a word of a multi-word anchor whose alternative has as many words are also
+  paired with the end of the alternative's matching word (`interior_word_pairs`: "Red-Headed"
+  of "Red-Headed League" ↔ "Copper-Haired" of "Copper-Haired Club"), for another option;
 - fix 1: the position predicting the first token of an anchor already seen in the block is
   ignored;
 - fix 2: after a translation first occurs, B's logits for its first token(s) are lowered at
@@ -18,6 +21,7 @@ An anchor's region includes the single space before it, so " Holmes" ↔ " Jon" 
 from __future__ import annotations
 
 import bisect
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -48,6 +52,7 @@ class AlignedBlock:
     forbidden: list[tuple[int, int]]  # (first translated position it applies at, token id): fix 2
     occurrences: list[Occurrence]
     interior_positions: list[int] = field(default_factory=list)  # (J,) original positions whose next token is inside the same anchor
+    interior_word_pairs: list[tuple[int, int]] = field(default_factory=list)  # (original t, translated s) at the same word end inside an anchor and its alternative
 
 
 def translate_text(text: str, matcher: AnchorMatcher, choice: dict[str, str]) -> tuple[str, list[Occurrence]]:
@@ -130,13 +135,17 @@ def align_block(
     region_starts = [o.start for o in occurrences]
     ends = token_ends(offsets)
     ignored = _repeated_anchor_predictors(ends, occurrences)
-    source, target, interior = [], [], []
+    source, target, interior, word_pairs = [], [], [], []
     for t, (end, rank) in enumerate(_ranked(ends[:last_position])):
         start = ends[t - 1] if t else 0
         mapped = map_boundary(end, occurrences, region_starts)
         straddles = _straddles(start, end, occurrences)
         if mapped is None and not straddles:
             interior.append(t)
+            word_end = _matching_word_end(end, occurrences[bisect.bisect_left(region_starts, end) - 1])
+            s = None if word_end is None else translated_index.get((word_end, rank))
+            if s is not None:
+                word_pairs.append((t, s))
         if t in ignored or mapped is None or straddles:
             continue
         s = translated_index.get((mapped, rank))
@@ -144,7 +153,22 @@ def align_block(
             source.append(t)
             target.append(s)
     forbidden = _forbidden_after_first_use(occurrences, translated_ends, tokenizer)
-    return AlignedBlock(list(ids), translated_ids, source, target, forbidden, occurrences, interior)
+    return AlignedBlock(list(ids), translated_ids, source, target, forbidden, occurrences, interior, word_pairs)
+
+
+def word_ends(phrase: str) -> list[int]:
+    """Character offset just past each whitespace-separated word of `phrase`."""
+    return [match.end() for match in re.finditer(r"\S+", phrase)]
+
+
+def _matching_word_end(end: int, occurrence: Occurrence) -> int | None:
+    """Translated character position of the alternative's j-th word end when original position
+    `end` (inside `occurrence`) is the anchor's j-th word end and both have as many words; else None."""
+    key_ends, alternative_ends = word_ends(occurrence.key), word_ends(occurrence.alternative)
+    relative = end - (occurrence.end - len(occurrence.key))
+    if len(key_ends) != len(alternative_ends) or relative not in key_ends:
+        return None
+    return occurrence.translated_end - len(occurrence.alternative) + alternative_ends[key_ends.index(relative)]
 
 
 def _repeated_anchor_predictors(ends: Sequence[int], occurrences: Sequence[Occurrence]) -> set[int]:

@@ -15,6 +15,7 @@ from helpers_tiny import TRAINING_TEXT, save_tiny_model
 from whp.cli import main
 from whp.generic import load_examples
 from whp.methods.whp import hard_label_loss
+from whp.models import load_tokenizer
 
 TINY = [
     "--set", "corpus.block_size=48",
@@ -126,25 +127,30 @@ def test_compiled_label_passes_give_the_same_labels(inputs, finished_run, tmp_pa
         assert torch.equal(a["labels"], b["labels"])
 
 
-def test_anchor_interiors_option_labels_only_positions_inside_anchors(inputs, finished_run, tmp_path):
-    """labels.anchor_interiors=suppress (with retain text, which has no anchors): every label of
-    the default run is kept, and positions the paper leaves unlabelled inside an anchor
-    ("Baker" -> "Street") get a label other than the anchor's own next token."""
+@pytest.mark.parametrize("option", ["words", "suppress"])
+def test_anchor_interiors_options_label_only_positions_inside_anchors(inputs, finished_run, tmp_path, option):
+    """labels.anchor_interiors=words|suppress (with retain text, which has no anchors): every label
+    of the default run is kept, and positions the paper leaves unlabelled inside an anchor
+    ("Baker" -> "Street") get a label other than the anchor's own next token; 'words' labels
+    only those that end a word of the anchor (" Baker" of "Baker Street" <-> " Elm" of "Elm Road")."""
     shutil.copytree(finished_run / "reinforced", tmp_path / "adapter")
     (tmp_path / "retain.txt").write_text("The river ran past the mill and the baker sold bread every morning. " * 8)
     runs = {}
-    for option in ("ignore", "suppress"):
-        out = tmp_path / option
+    for name in ("ignore", option):
+        out = tmp_path / name
         assert main(["-q", "labels", "--model", str(inputs / "base"), "--target", str(inputs / "target.txt"),
                      "--anchors", str(inputs / "anchors.yaml"), "--reinforced", str(tmp_path / "adapter"), "--out", str(out),
-                     "--retain", str(tmp_path / "retain.txt"), *TINY, "--set", f"labels.anchor_interiors={option}"]) == 0
-        runs[option] = load_examples(labels_folder(out))
+                     "--retain", str(tmp_path / "retain.txt"), *TINY, "--set", f"labels.anchor_interiors={name}"]) == 0
+        runs[name] = load_examples(labels_folder(out))
+    street = set(load_tokenizer(inputs / "base")(" Street", add_special_tokens=False)["input_ids"][:1])
     added = 0
-    for plain, labelled in zip(runs["ignore"], runs["suppress"]):
+    for plain, labelled in zip(runs["ignore"], runs[option]):
         kept = plain["labels"] != -100
         assert torch.equal(labelled["labels"][kept], plain["labels"][kept])
         new = (plain["labels"] == -100) & (labelled["labels"] != -100)
         assert not torch.any(labelled["labels"][new] == plain["input_ids"][new]), "never the anchor's own next token"
+        if option == "words":
+            assert set(plain["input_ids"][new].tolist()) <= street, "only the word end inside 'Baker Street'"
         added += int(new.sum())
     assert added > 0
 

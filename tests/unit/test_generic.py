@@ -224,6 +224,38 @@ def test_anchor_interiors_get_the_combination_on_the_original_with_their_next_to
         assert without_r.labels[t + 1] == base.argmax(), "alpha 0: the suppressed baseline alone"
 
 
+@pytest.mark.parametrize("pin_k", [0, 2])
+@pytest.mark.parametrize("same_next", [False, True])
+def test_word_pairs_are_labelled_from_the_alternatives_word_end_without_the_anchors_next_token(pin_k, same_next):
+    """anchor_interiors=words: interior position 2 (paired with translated position 5) gets the
+    combination of v_R at 2 and v_B at 5, the anchor's next token (original token 3) first lowered
+    to the mean of v_B unless the alternative goes on with the same token (translated token 6);
+    interior position 3 (no pair) and the other positions are as by default."""
+    gen = torch.Generator().manual_seed(7)
+    v_r, v_b = torch.randn(8, 64, generator=gen), torch.randn(9, 64, generator=gen)  # (T, V), (T', V)
+    ids = [0, 1, 7, 9, 4, 5, 6, 2]
+    translated = [10, 11, 12, 13, 14, 15, 9 if same_next else 16, 17, 18]
+    v_r[2, 9], v_b[5, 9] = 20.0, 19.0  # both models would continue the anchor
+    aligned = AlignedBlock(ids, translated, [0, 1, 4, 5, 6], [0, 1, 6, 7, 8], [], [], interior_positions=[2, 3],
+                           interior_word_pairs=[(2, 5)])
+    plain = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=5.0, top_k=3, pin_k=pin_k))
+    labelled = block_labels(aligned, v_r, v_b, LabelsConfig(alpha=5.0, top_k=3, pin_k=pin_k, anchor_interiors="words"))
+    assert plain.labels[3] == IGNORE and labelled.labels[4] == IGNORE == plain.labels[4]
+    assert torch.equal(labelled.labels[[1, 2, 5, 6, 7]], plain.labels[[1, 2, 5, 6, 7]]), "other positions unchanged"
+    assert torch.equal(labelled.top_values[[0, 1, 4, 5, 6]], plain.top_values[[0, 1, 4, 5, 6]])
+    base = v_b[5].clone()
+    if not same_next:
+        base[9] = base.mean()
+    expected = generic_logits(v_r[2], base, 5.0)
+    assert labelled.labels[3] == expected.argmax()
+    assert (expected.argmax() == 9) == same_next, "lowered only where the alternative goes on differently"
+    stored = dict(zip(labelled.top_indices[2].tolist(), labelled.top_values[2].tolist()))
+    assert stored[int(expected.argmax())] == pytest.approx(float(expected.log_softmax(-1).max()), abs=1e-5)
+    if pin_k:
+        assert stored[9] == pytest.approx(float(expected.log_softmax(-1)[9]), abs=1e-5), \
+            "the reinforced model's pick is pinned at its generic probability"
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.0, 5.0]), top_k=st.integers(1, 5), pin_k=st.integers(1, 4),
        n_forbidden=st.integers(0, 2))
@@ -276,7 +308,8 @@ def test_pin_k_needs_soft_labels():
 
 def test_anchor_interiors_option_is_checked():
     assert LabelsConfig(anchor_interiors="suppress").anchor_interiors == "suppress"
-    with pytest.raises(ValueError, match="ignore or suppress"):
+    assert LabelsConfig(anchor_interiors="words").anchor_interiors == "words"
+    with pytest.raises(ValueError, match="ignore, words or suppress"):
         LabelsConfig(anchor_interiors="train")
 
 

@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from helpers_tiny import byte_level_tokenizer, sentencepiece_tokenizer
 from whp.anchors.dictionary import AnchorMatcher
 from whp.corpus import make_blocks
-from whp.translate import align_block, first_token_ids, token_ends, translate_text
+from whp.translate import align_block, first_token_ids, token_ends, translate_text, word_ends
 
 TOKENIZERS = {"byte_level": byte_level_tokenizer(), "sentencepiece": sentencepiece_tokenizer()}
-CHOICE = {"Holmes": "Jon", "Watson": "Tom Hale", "Baker Street": "Elm Road", "Baker": "Cook", "Moriarty": "Smith"}
+CHOICE = {"Holmes": "Jon", "Watson": "Tom Hale", "Baker Street": "Elm Road", "Baker": "Cook", "Moriarty": "Smith",
+          "Red-Headed League": "Copper Club", "Study in Scarlet": "Sketch of Grey Rain"}
 MATCHER = AnchorMatcher(CHOICE)
 PLAIN_WORDS = ["the", "detective", "said", "London", "fog", "Holmesian", "Bakery", "pipe", "violin", "tea", "221", "é"]
 PUNCTUATION = [".", ",", "'s", "'", "!", " (", ")", "\n", "  ", " \""]
@@ -180,3 +181,44 @@ def test_multi_token_anchor_inner_positions():
     assert not set(inside) & set(result.source_positions)
     assert result.interior_positions == inside, "recorded for the anchor_interiors option"
     assert all(occ.start < ends[t + 1] <= occ.end for t in inside), "each predicts a token of the same anchor"
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts())
+def test_interior_word_pairs_join_matching_word_ends(name, text):
+    """Each (t, s) of interior_word_pairs: t is an interior position ending the j-th word of its
+    anchor, s the translated token ending the j-th word of the alternative, and the two have as
+    many words; every such t whose matching word end is a translated token end is paired."""
+    tokenizer = TOKENIZERS[name]
+    block, result = aligned(text, tokenizer)
+    translated, _ = translate_text(block.text, MATCHER, CHOICE)
+    ends, t_ends = token_ends(block.offsets), offsets_of(tokenizer, translated)
+    pairs = dict(result.interior_word_pairs)
+    assert set(pairs) <= set(result.interior_positions)
+    for t in result.interior_positions:
+        occ = next(o for o in result.occurrences if o.start < ends[t] < o.end)
+        key_ends, alt_ends = word_ends(occ.key), word_ends(occ.alternative)
+        relative = ends[t] - (occ.end - len(occ.key))
+        expected = None
+        if len(key_ends) == len(alt_ends) and relative in key_ends:
+            expected = occ.translated_end - len(occ.alternative) + alt_ends[key_ends.index(relative)]
+        if t in pairs:
+            assert t_ends[pairs[t]] == expected, (t, pairs[t])
+            assert translated[: t_ends[pairs[t]]].endswith(occ.alternative[: alt_ends[key_ends.index(relative)]])
+        else:
+            assert expected is None or expected not in t_ends, f"position {t} could have been paired"
+
+
+@pytest.mark.parametrize("name", TOKENIZERS)
+def test_word_pairs_need_as_many_words(name):
+    """'Red-Headed' of 'Red-Headed League' pairs with 'Copper'; a three-word anchor with a four-word
+    alternative pairs nothing; 'Baker Street' ↔ 'Elm Road' pairs ' Baker' with ' Elm'."""
+    tokenizer = TOKENIZERS[name]
+    text = "He read of the Red-Headed League and A Study in Scarlet near Baker Street today."
+    block, result = aligned(text, tokenizer)
+    translated, _ = translate_text(block.text, MATCHER, CHOICE)
+    assert translated == "He read of the Copper Club and A Sketch of Grey Rain near Elm Road today."
+    ends, t_ends = token_ends(block.offsets), offsets_of(tokenizer, translated)
+    pairs = {ends[t]: t_ends[s] for t, s in result.interior_word_pairs}
+    assert pairs == {text.index(" League"): translated.index(" Club"), text.index(" Street"): translated.index(" Road")}
