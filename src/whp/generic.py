@@ -151,8 +151,9 @@ def block_labels(aligned: AlignedBlock, v_reinforced: torch.Tensor | None, v_bas
     computed in place ROWS_PER_CHUNK positions at a time (raises up to `cfg.margin` ignored); with
     `cfg.space == "logprobs"`, both are log-softmaxed first (no per-position logit shift enters the
     ReLU). With `v_baseline_original` (T, ·), the baseline on the original text, positions inside an
-    anchor are labelled too (`_label_interiors`). With `cfg.pin_k`, each position also stores its
-    pin_k pinned tokens (`_pins`)."""
+    anchor are labelled too (`_label_interiors`); with `cfg.anchor_interiors == "words"`, the block's
+    `interior_word_pairs` are labelled like aligned positions, the anchor's next token lowered
+    (`_own_next`). With `cfg.pin_k`, each position also stores its pin_k pinned tokens (`_pins`)."""
     top_k, pin_k = cfg.top_k, cfg.pin_k
     device, length = v_baseline.device, len(aligned.original_ids)
     word_pairs = aligned.interior_word_pairs if cfg.anchor_interiors == "words" else []
