@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 
 import torch
 
 from whp.evaluate.familiarity import probability_familiarity
 from whp.evaluate.prompts import ProbabilityPrompt, load_completion_prompts
+from whp.evaluate.suite import demo_file
 from whp.models import demo_model_path, load_model, load_tokenizer
 
 
@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=0, help="also list the N prompts of highest probability")
     args = parser.parse_args()
     path = str(demo_model_path()) if args.model == "base" else args.model
-    prompt_file = resources.files("whp") / "data" / "demo" / f"completion_{args.prompts}.jsonl"
-    prompts = [ProbabilityPrompt(p.prompt, p.references) for p in load_completion_prompts(str(prompt_file))]
+    completion_prompts = load_completion_prompts(demo_file(f"completion_{args.prompts}.jsonl"))
+    prompts = [ProbabilityPrompt(p.prompt, p.references) for p in completion_prompts]
     result = probability_familiarity(load_model(path, torch.bfloat16), load_tokenizer(path), prompts)
     top1 = sum(row["rank"] == 1 for row in result["prompts"])
     print(json.dumps({"model": args.model, "prompts": args.prompts, "R": round(result["value"], 4),
