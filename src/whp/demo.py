@@ -13,12 +13,12 @@ from pathlib import Path
 
 from whp.anchors.dictionary import load_dictionary
 from whp.config import load_config
-from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model
+from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model, update_model_card
 from whp.errors import WhpError
 from whp.files import write_json
 from whp.models import demo_model_path
 from whp.pipeline import prepare_run_folder, run_unlearn
-from whp.report import build_report
+from whp.report import build_report, percent_change
 
 log = logging.getLogger("whp")
 
@@ -48,10 +48,6 @@ def demo_eval_config(split: str = "heldout") -> EvalConfig:
                       completion_prompts=[demo_file(f"completion_{split}.jsonl")], dtype="bfloat16")
 
 
-def change(before: float, after: float) -> float:
-    return 100.0 * (after - before) / before if before else float("nan")
-
-
 def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: str = "heldout",
              anchors: str | None = None) -> dict:
     out = Path(out)
@@ -78,9 +74,10 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     tick = time.perf_counter()
     after = evaluate_model(str(model), "unlearned", eval_cfg, out / "eval")
     seconds["evaluate_unlearned"] = time.perf_counter() - tick
+    update_model_card(Path(model), after, f"whp demo, {split} prompts", before)
     build_report([out / "eval" / "base", out / "eval" / "unlearned"], out / "report.html", "whp demo: who's Sherlock Holmes?")
     seconds["total"] = time.perf_counter() - started
-    summary = {name: {"before": before[m], "after": after[m], "change_percent": change(before[m], after[m])}
+    summary = {name: {"before": before[m], "after": after[m], "change_percent": percent_change(before[m], after[m])}
                for name, m in SUMMARY_KEYS.items()}
     summary["prompts"] = split
     summary["anchors"] = run_cfg.anchors or "extracted (anchors.yaml)"

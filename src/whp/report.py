@@ -5,7 +5,7 @@ An evaluation writes one folder per run: `<metric>.json` per metric (`{"metric",
 `load_results` merges any number of such folders; `write_report` turns the merged summary and
 details into one HTML file (table, bar charts, familiarity-vs-ability scatter, side-by-side
 completions), images embedded as base64 PNG so the file can be mailed or opened offline.
-`model_card` renders one model's row as the README.md of its model folder.
+`card_section` renders one model's metrics as the evaluation section of its model card (README.md).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -409,9 +408,8 @@ RUN_COLUMNS = ("familiarity_probability", "familiarity_completion", "retain_perp
 
 
 def _change(value: Any, reference: Any) -> str:
-    if not _finite(value) or not _finite(reference) or not reference:
-        return ""
-    return f' <span class="delta">({100 * (value - reference) / reference:+.1f} %)</span>'
+    change = percent_change(reference, value)
+    return "" if math.isnan(change) else f' <span class="delta">({change:+.1f} %)</span>'
 
 
 def runs_table_html(summary: Summary, runs: Runs) -> str:
@@ -471,30 +469,30 @@ def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str
 
 # ---- model card -----------------------------------------------------------------------------
 
-
-def _card_note(metric: str, record: dict) -> str:
-    pair = _relearn_pair(record) if metric == "relearn_familiarity" else None
-    if pair is not None:
-        return f"before attack {fmt(pair[0])}, after {fmt(pair[1])}"
-    return f"n = {record['n']}" if "n" in record else ""
+CARD_HEADING = "## Evaluation ("
 
 
-def model_card(
-    summary_row: dict[str, float], details: dict[str, dict] | None = None, config: dict | None = None
-) -> str:
-    """README.md for an unlearned model folder: what was done, a metrics table, the run's config."""
-    details = details or {}
-    lines = [
-        "---", "library_name: transformers", "tags:", "- unlearning", "- whp", "---", "",
-        "# Unlearned model", "",
-        "Made with `whp`: approximate unlearning by fine-tuning on generic predictions "
-        "(Eldan & Russinovich, \"Who's Harry Potter? Approximate Unlearning in LLMs\", 2023).", "",
-        "## Evaluation", "",
-        "| metric | value | direction | notes |", "| --- | ---: | --- | --- |",
-    ]  # fmt: skip
-    for metric in ordered_metrics({"model": summary_row}):
-        note = _card_note(metric, details.get(metric, {}))
-        lines.append(f"| {metric} | {fmt(summary_row[metric])} | {metric_direction(metric)} | {note} |")
-    if config:
-        lines += ["", "## Configuration", "", "```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+def percent_change(before: Any, after: Any) -> float:
+    """(after - before) / before in per cent; NaN when either is missing or not finite, or before is 0."""
+    if not _finite(before) or not _finite(after) or not before:
+        return float("nan")
+    return 100.0 * (after - before) / before
+
+
+def _percent(before: Any, after: Any) -> str:
+    change = percent_change(before, after)
+    return "—" if math.isnan(change) else f"{change:+.1f} %"
+
+
+def card_section(values: dict[str, float], source: str, before: dict[str, float] | None = None) -> str:
+    """The evaluation section of a model card, in Markdown: one row per metric with its direction;
+    with `before` (the base model's values), also the base's value and the change in per cent."""
+    metrics = ordered_metrics({"model": values})
+    if before is None:
+        lines = ["| metric | value | direction |", "|---|---:|---|"]
+        lines += [f"| {m} | {fmt(values[m])} | {metric_direction(m)} |" for m in metrics]
+    else:
+        lines = ["| metric | base model | this model | change | direction |", "|---|---:|---:|---:|---|"]
+        lines += [f"| {m} | {fmt(before.get(m))} | {fmt(values[m])} | {_percent(before.get(m), values[m])} | "
+                  f"{metric_direction(m)} |" for m in metrics]
+    return f"{CARD_HEADING}{source})\n\n" + "\n".join(lines) + "\n"

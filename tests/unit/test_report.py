@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from whp.errors import WhpError
-from whp.report import load_results, model_card, report_html, write_report
+from whp.evaluate.suite import update_model_card
+from whp.report import card_section, load_results, percent_change, report_html, write_report
 
 SUMMARY = {
     "base": {
@@ -108,14 +112,46 @@ def test_load_results_names_missing_summary(tmp_path):
     assert info.value.path == str(tmp_path / "run" / "metrics.json")
 
 
-def test_model_card_has_metrics_table_and_config():
-    card = model_card(SUMMARY["unlearned"], _details()["unlearned"], {"alpha": 5.0, "block_size": 512})
-    assert "| metric | value | direction | notes |" in card
+def test_card_section_lists_every_metric_with_its_direction():
+    section = card_section(SUMMARY["unlearned"], "whp eval")
+    assert section.startswith("## Evaluation (whp eval)\n\n| metric | value | direction |")
     for metric in SUMMARY["unlearned"]:
-        assert re.search(rf"^\| {metric} \| [0-9.]+ \| ", card, re.MULTILINE)
-    assert "| familiarity_probability | 0.018 | lower = forgotten |" in card
-    assert "before attack 0.200, after 0.150" in card
-    assert "alpha: 5.0" in card and card.startswith("---\n")
+        assert re.search(rf"^\| {metric} \| [0-9.]+ \| ", section, re.MULTILINE)
+    assert "| familiarity_probability | 0.018 | lower = forgotten |" in section
+
+
+def test_card_section_beside_the_base_model_shows_the_change():
+    section = card_section({"familiarity_probability": 0.05, "retain_perplexity": 11.0, "extra": 1.0}, "whp demo",
+                           before={"familiarity_probability": 0.2, "retain_perplexity": 10.0})
+    assert "| familiarity_probability | 0.200 | 0.050 | -75.0 % | lower = forgotten |" in section
+    assert "| retain_perplexity | 10.00 | 11.00 | +10.0 % |" in section
+    assert "| extra | — | 1.000 | — |" in section  # no base value: no change either
+
+
+@given(st.one_of(st.none(), st.floats()), st.one_of(st.none(), st.floats()))
+def test_percent_change_is_nan_exactly_when_undefined(before, after):
+    change = percent_change(before, after)
+    defined = before is not None and after is not None and math.isfinite(before) and math.isfinite(after) and before != 0
+    assert math.isnan(change) != defined
+    if defined and math.isfinite(change):
+        assert math.isclose(before * (1 + change / 100), after, rel_tol=1e-9, abs_tol=1e-12 * abs(before))
+
+
+def test_model_card_section_is_replaced_not_repeated(tmp_path):
+    card = tmp_path / "README.md"
+    card.write_text("# Unlearned model (whp 0.1.0)\n\nMade with `whp unlearn`.\n")
+    update_model_card(tmp_path, SUMMARY["unlearned"])
+    update_model_card(tmp_path, SUMMARY["unlearned"], "whp demo, heldout prompts", before=SUMMARY["base"])
+    text = card.read_text()
+    assert text.startswith("# Unlearned model (whp 0.1.0)\n\nMade with `whp unlearn`.\n\n## Evaluation (whp demo")
+    assert text.count("## Evaluation (") == 1
+    assert "| familiarity_probability | 0.231 | 0.018 | -92.2 % | lower = forgotten |" in text
+
+
+def test_model_card_of_another_tool_is_left_alone(tmp_path):
+    (tmp_path / "README.md").write_text("# Someone else's model\n")
+    update_model_card(tmp_path, SUMMARY["unlearned"])
+    assert (tmp_path / "README.md").read_text() == "# Someone else's model\n"
 
 
 def test_odd_values_still_render():

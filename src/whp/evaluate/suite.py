@@ -26,7 +26,7 @@ from whp import distributed
 from whp.corpus import read_text
 from whp.errors import WhpError
 from whp.evaluate.judges import JudgeError
-from whp.files import read_json, write_json
+from whp.files import atomic_write_bytes, read_json, write_json
 from whp.generic import fingerprint
 from whp.models import load_model, load_tokenizer, model_identity, resolve_model_path
 
@@ -276,7 +276,7 @@ def evaluate(paths: list[str], cfg: EvalConfig, out: Path, title: str = "whp eva
         labels.add(label)
         summary[label] = evaluate_model(path, label, cfg, out)
         if distributed.is_main():
-            _update_model_card(Path(resolve_model_path(path)), summary[label])
+            update_model_card(Path(resolve_model_path(path)), summary[label])
     if distributed.is_main():
         write_json(out / "metrics.json", summary)
         build_report([out / label for label in summary], out / "report.html", title)
@@ -284,16 +284,14 @@ def evaluate(paths: list[str], cfg: EvalConfig, out: Path, title: str = "whp eva
     return summary
 
 
-CARD_MARK = "\n## Evaluation (whp eval)\n"
-
-
-def _update_model_card(folder: Path, values: dict[str, float]) -> None:
-    """Append (or replace) the metrics table in the README.md of a model folder that whp made."""
-    from whp.report import fmt, metric_direction
+def update_model_card(folder: Path, values: dict[str, float], source: str = "whp eval",
+                      before: dict[str, float] | None = None) -> None:
+    """Write (or replace) the evaluation section of the README.md of a model folder that whp made;
+    `before`: the base model's values, shown beside the model's own with the change."""
+    from whp.report import CARD_HEADING, card_section
 
     card = folder / "README.md"
     if not card.is_file() or "whp" not in card.read_text():
         return
-    head = card.read_text().split(CARD_MARK)[0].rstrip("\n")
-    rows = "\n".join(f"| {m} | {fmt(v)} | {metric_direction(m)} |" for m, v in values.items())
-    card.write_text(f"{head}\n{CARD_MARK}\n| metric | value | direction |\n|---|---|---|\n{rows}\n")
+    head = card.read_text().split("\n" + CARD_HEADING)[0].rstrip("\n")
+    atomic_write_bytes(card, f"{head}\n\n{card_section(values, source, before)}".encode())
