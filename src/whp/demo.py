@@ -32,6 +32,8 @@ SUMMARY_KEYS = {  # summary.json name -> metric
     "side_effect_completion": "side_effect_completion",
 }
 
+SPLIT_NAMES = {"heldout": "held-out"}  # prompt-file split -> words for people
+
 
 def demo_run_config(overrides: list[str] = (), anchors: str | None = None):
     """The demo's pipeline configuration: data/demo/config.yaml over the built-in inputs.
@@ -74,7 +76,7 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     tick = time.perf_counter()
     after = evaluate_model(str(model), "unlearned", eval_cfg, out / "eval")
     seconds["evaluate_unlearned"] = time.perf_counter() - tick
-    update_model_card(Path(model), after, f"whp demo, {split} prompts", before)
+    update_model_card(Path(model), after, f"whp demo, {SPLIT_NAMES.get(split, split)} prompts", before)
     build_report([out / "eval" / "base", out / "eval" / "unlearned"], out / "report.html", "whp demo: who's Sherlock Holmes?")
     seconds["total"] = time.perf_counter() - started
     summary = {name: {"before": before[m], "after": after[m], "change_percent": percent_change(before[m], after[m])}
