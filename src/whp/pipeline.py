@@ -531,7 +531,12 @@ def model_card(cfg: RunConfig, record: dict) -> str:
         f"| {stage} | {facts.get('seconds', '')} | {facts.get('tokens', '')} | {facts.get('final_loss', '')} |"
         for stage, facts in record["stages"].items()
     )
-    return f"""# Unlearned model (whp {whp.__version__})
+    return f"""---
+library_name: transformers
+tags: [unlearning, whp]
+---
+
+# Unlearned model (whp {whp.__version__})
 
 Made with `whp unlearn --method {cfg.method}` from `{cfg.model}`, forgetting the text in
 {', '.join(f'`{t}`' for t in cfg.target)}, {_method_lines(cfg)}

@@ -42,6 +42,7 @@ def test_demo_model_loads_and_its_card_holds_the_table_once(demo_run):
     run, first_card = demo_run
     AutoModelForCausalLM.from_pretrained(run / "model")
     card = (run / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\n")  # the Hub reads this front matter
     assert card == first_card, "a second demo replaces the card's table instead of adding one"
     assert card.count("## Evaluation (") == 1
     assert "## Evaluation (whp demo, held-out prompts)" in card
