@@ -10,9 +10,11 @@ random weights. Timings come from the library's own label stage and training loo
     python benchmarks/gpu_1b.py [--out DIR] [--repeat 8] [--steps 20]     # on a GPU, ~1-3 minutes
     python benchmarks/gpu_1b.py --size tiny --repeat 1 --steps 2          # smoke test, CPU, seconds
 
-MFU = model FLOPs/s ÷ the GPU's bf16 dense peak (a table of known GPUs) and ÷ the bf16 matmul
-rate measured here (torch.matmul, 8192² × 8192); FLOPs per token as in benchmarks/stages.py:
-forward 2N + 4·L·d·T (two per target token in the label stage), training 6N + 12·L·d·T.
+The dtype follows whp's precision policy (`--dtype auto`: bf16 on a GPU with bf16 or a CPU with
+native bf16, else fp32). MFU = model FLOPs/s ÷ the GPU's bf16 dense peak (a table of known GPUs)
+and ÷ the matmul rate measured here in the dtype in force (benchmarks/machine.py; 8192³ on a
+GPU); FLOPs per token as in benchmarks/stages.py: forward 2N + 4·L·d·T (two per target token
+in the label stage), training 6N + 12·L·d·T.
 """
 
 from __future__ import annotations
@@ -43,25 +45,6 @@ def flops_per_token(config, seq_len: int) -> dict:
     n = config.num_hidden_layers * layer + h * config.vocab_size
     attention = 4 * config.num_hidden_layers * q * seq_len
     return {"N": n, "forward": 2 * n + attention, "train": 6 * n + 3 * attention}
-
-
-def measured_matmul_tflops(device: torch.device) -> float:
-    size = 8192 if device.type == "cuda" else 512
-    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    runs, started = 20, time.perf_counter()
-    for _ in range(runs):
-        a @ b
-    _sync(device)
-    return 2 * size**3 * runs / (time.perf_counter() - started) / 1e12
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def peak_tflops(device: torch.device) -> float | None:
@@ -120,13 +103,15 @@ def main() -> None:
     parser.add_argument("--label-batch", type=int, default=16, help="blocks per label forward pass")
     parser.add_argument("--train-batch", type=int, default=8, help="blocks per fine-tuning step (batch_size; grad_accum 1)")
     parser.add_argument("--out", type=Path, help="keep the work folder here (default: a temporary folder)")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32 (whp.precision)")
     args = parser.parse_args()
 
+    from machine import describe
     from whp import distributed
     from whp.config import load_config
     from whp.generic import load_examples
     from whp.methods.whp import hard_label_loss
-    from whp.pipeline import prepare_run_folder, run_labels, trainable_baseline
+    from whp.pipeline import prepare_run_folder, run_dtype, run_labels, trainable_baseline
     from whp.train import train
 
     device = distributed.device()
@@ -136,10 +121,9 @@ def main() -> None:
         started = time.perf_counter()
         facts = build_inputs(work, args.size, args.repeat)
         flops = flops_per_token(facts["config"], 512)
-        report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "torch": torch.__version__,
-                  "parameters": facts["parameters"], "flops_per_token": flops, "setup_seconds": round(time.perf_counter() - started, 1),
-                  "matmul_bf16_tflops_measured": round(measured_matmul_tflops(device), 1), "bf16_peak_tflops": peak_tflops(device)}
-        cfg = load_config(None, [f"labels.batch_size={args.label_batch}", f"finetune.train.batch_size={args.train_batch}",
+        report = {"machine": describe(args.dtype), "parameters": facts["parameters"], "flops_per_token": flops,
+                  "setup_seconds": round(time.perf_counter() - started, 1), "bf16_peak_tflops": peak_tflops(device)}
+        cfg = load_config(None, [f"dtype={args.dtype}", f"labels.batch_size={args.label_batch}", f"finetune.train.batch_size={args.train_batch}",
                                  "finetune.train.grad_accum=1", f"finetune.train.max_steps={args.steps}",
                                  "finetune.train.checkpoint_every=0"],
                           model=str(work / "base"), target=[str(work / "target.txt")],
@@ -157,7 +141,7 @@ def main() -> None:
         examples = load_examples(folder)
         model = trainable_baseline(cfg, cfg.finetune.train)
         reset_peak(device)
-        result = train(model, examples, hard_label_loss, cfg.finetune.train, desc="fine-tune (benchmark)")
+        result = train(model, examples, hard_label_loss, cfg.finetune.train, desc="fine-tune (benchmark)", dtype=run_dtype(cfg))
         tokens = args.steps * args.train_batch * len(examples[0]["input_ids"])
         report["finetune"] = _figures(tokens / result.seconds, flops["train"], report, steps=result.steps, tokens=tokens,
                                       seconds=round(result.seconds, 2), first_loss=result.losses[0], last_loss=result.losses[-1],
@@ -168,8 +152,8 @@ def main() -> None:
 
 def _figures(tokens_per_s: float, flops_per_token: float, report: dict, **facts) -> dict:
     achieved = tokens_per_s * flops_per_token / 1e12
-    figures = {"tokens_per_s": round(tokens_per_s, 1), "model_tflops": round(achieved, 2),
-               "mfu_of_measured_matmul": round(achieved / report["matmul_bf16_tflops_measured"], 3)}
+    figures = {"tokens_per_s": round(tokens_per_s, 1), "model_tflops": round(achieved, 4),
+               "mfu_of_measured_matmul": achieved / report["machine"]["matmul_tflops"]}
     if report["bf16_peak_tflops"]:
         figures["mfu_of_peak"] = round(achieved / report["bf16_peak_tflops"], 3)
     return {**figures, **facts}

@@ -18,3 +18,17 @@ def one_torch_thread(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def float32_policy():
+    """Every test computes in float32 whatever the CPU (`dtype: auto` picks bf16 only where the
+    CPU has native bf16), so that no result depends on a CPU feature. Tests of the policy patch
+    the device's answer themselves; tests that start subprocesses pass `--set dtype=float32`."""
+    from whp import precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "_native", lambda device_type: (False, "float32 for every test"))
+        precision.resolve.cache_clear()
+        yield
+    precision.resolve.cache_clear()

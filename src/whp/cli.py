@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from whp import precision
 from whp.errors import WhpError
 
 log = logging.getLogger("whp")
@@ -92,6 +93,7 @@ def _add_anchors_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML of extraction settings (see whp.anchors.extract.ExtractConfig)")
     _add_overrides(parser, "override one setting, e.g. --set max_entries=500 --set min_count=5")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model folder")
+    parser.add_argument("--dtype", default="auto", choices=precision.SETTINGS, help=precision.HELP)
 
 
 def _anchors(args: argparse.Namespace) -> None:
@@ -109,7 +111,7 @@ def _anchors(args: argparse.Namespace) -> None:
     target = read_text(args.target)
     reference = read_text(args.reference) if args.reference else None
     entries, facts = extract(args.model, target, cfg, reference, args.reinforced, user, target_name=args.target[0],
-                             trust_remote_code=args.trust_remote_code, save_reinforced=args.save_reinforced)
+                             trust_remote_code=args.trust_remote_code, save_reinforced=args.save_reinforced, dtype=args.dtype)
     source = f"target {', '.join(args.target)}; model {args.model}; reference {', '.join(args.reference or ['none (model likelihood)'])}"
     write_review(args.out, entries, source)
     counts = {p: sum(e.provenance == p for e in entries) for p in ("extracted", "extracted+llm", "llm", "user")}

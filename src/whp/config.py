@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from whp.anchors.extract import ExtractConfig
+from whp import precision
 from whp.corpus import CorpusConfig
 from whp.errors import WhpError, warn
 from whp.generic import LabelsConfig
@@ -79,6 +80,7 @@ class RunConfig:
     retain: list[str] = field(default_factory=list, metadata={"help": "general text file(s) the model must keep predicting as before (optional)"})
     reinforced: str | None = field(default=None, metadata={"help": "an existing reinforced model or adapter folder (skips stage 1)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model folder"})
+    dtype: str = field(default="auto", metadata={"help": precision.HELP + "; every stage of the run"})
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
@@ -88,6 +90,9 @@ class RunConfig:
     ga: GAConfig = field(default_factory=GAConfig)
     gd: GDConfig = field(default_factory=GDConfig)
     npo: NPOConfig = field(default_factory=NPOConfig)
+
+    def __post_init__(self) -> None:
+        precision.check_setting(self.dtype)
 
     def check(self) -> None:
         if self.method not in METHODS:

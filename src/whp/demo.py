@@ -47,7 +47,7 @@ def demo_run_config(overrides: list[str] = (), anchors: str | None = None):
 
 def demo_eval_config(split: str = "heldout") -> EvalConfig:
     return EvalConfig(metrics=DEMO_METRICS, probability_prompts=[demo_file(f"probability_{split}.jsonl")],
-                      completion_prompts=[demo_file(f"completion_{split}.jsonl")], dtype="bfloat16")
+                      completion_prompts=[demo_file(f"completion_{split}.jsonl")])
 
 
 def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: str = "heldout",

@@ -102,7 +102,7 @@ def on_main(fn: Callable[[], T]) -> T:
 def accelerator(micro_batches_per_step: int):
     """An `accelerate.Accelerator` for one training run: DDP over several processes, or FSDP /
     DeepSpeed ZeRO-3 as the user's `accelerate config` says. Mixed precision comes from that
-    config too (default none); whp's own `train.bf16` autocast applies on top."""
+    config too (default none); whp's own bf16 autocast (the precision policy, whp.precision) applies on top."""
     from accelerate import Accelerator
 
     _state()

@@ -79,7 +79,6 @@ class LabelsConfig:
     batch_size: int = field(default=4, metadata={"help": "blocks per forward pass"})
     shard_blocks: int = field(default=16, metadata={"help": "blocks per label shard on disk (the unit of resume)"})
     seed: int = field(default=0, metadata={"help": "seed for drawing one dictionary alternative per key per block"})
-    dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the two forward passes: bfloat16 or float32"})
     space: str = field(default="logits", metadata={"help": "combine raw logits (the paper's) or log-probabilities (log_softmax of each first)"})
     margin: float = field(default=0.0, metadata={"help": "count only raises above this: v_B - alpha*ReLU(v_R - v_B - margin); 0 = the paper's formula. A margin keeps the reinforced model's small, diffuse logit changes out of the labels"})
     anchor_interiors: str = field(default="ignore", metadata={"help": "positions inside a multi-token anchor, which predict the anchor's next token ('A Study in' -> 'Scarlet'): 'ignore' them (the paper's rule); 'words': label a position that ends one word of a multi-word anchor from the matching word end of its alternative when both have as many words ('Red-Headed' of 'Red-Headed League' from 'Copper-Haired' of 'Copper-Haired Club'), the anchor's next token lowered to the mean logit in v_B unless the alternative goes on with the same token, the other interior positions ignored; or 'suppress': label them all with the combination on the original text, v_B - alpha*ReLU(v_R - v_B), that next token first lowered to the mean logit in v_B (one more baseline pass over blocks that have such positions)"})
@@ -99,8 +98,6 @@ class LabelsConfig:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
         if self.anchor_interiors not in ("ignore", "words", "suppress"):
             raise ValueError(f"anchor_interiors must be ignore, words or suppress, got {self.anchor_interiors!r}")
-        if self.dtype not in ("bfloat16", "float32"):
-            raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
 
 def generic_logits(v_reinforced: torch.Tensor, v_baseline: torch.Tensor, alpha: float, margin: float = 0.0) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 import yaml
 
 import whp
-from whp import distributed, peft_adapter
+from whp import distributed, peft_adapter, precision
 from whp.anchors.dictionary import AnchorMatcher, Dictionary, draw_alternatives, keys_missing_from, load_dictionary
 from whp.anchors.extract import NoCandidates, extract
 from whp.anchors.review import write_review
@@ -73,7 +73,7 @@ METHOD_STAGES = {
     "whp-inference": ("reinforce", "wrap"),
     **{name: (name,) for name in LOSS_METHODS},
 }
-_BASELINE_INPUTS = ("model", "target", "trust_remote_code", "corpus")
+_BASELINE_INPUTS = ("model", "target", "trust_remote_code", "dtype", "corpus")
 _STAGE_INPUTS = {  # config keys each stage's result depends on (cumulative over a method's stages)
     "reinforce": (*_BASELINE_INPUTS, "reinforced", "reinforce"),
     "labels": ("anchors", "extract", "retain", "labels"),
@@ -92,8 +92,18 @@ def stage_settings(cfg: RunConfig, stage: str) -> dict:
     keys = [k for s in stages[: stages.index(stage) + 1] for k in _STAGE_INPUTS[s]]
     if cfg.anchors or not cfg.labels.use_dictionary:  # extraction settings matter only when it runs
         keys = [k for k in keys if k != "extract"]
-    full = to_dict(cfg)
+    full = resolved_dict(cfg)
     return {key: full[key] for key in keys}
+
+
+def run_dtype(cfg: RunConfig) -> torch.dtype:
+    """The dtype every stage of the run computes in (whp.precision)."""
+    return precision.resolve_for(cfg.dtype, distributed.device())
+
+
+def resolved_dict(cfg: RunConfig) -> dict:
+    """The configuration as saved with the run: `dtype` resolved for this device."""
+    return {**to_dict(cfg), "dtype": precision.dtype_name(run_dtype(cfg))}
 
 
 # ---- the run folder --------------------------------------------------------------------------
@@ -163,7 +173,7 @@ def prepare_run_folder(cfg: RunConfig, out: Path, overwrite: bool) -> dict:
                 record["stages"].pop(later, None)
             break
     out.mkdir(parents=True, exist_ok=True)
-    write_yaml(out / "config.yaml", to_dict(cfg))
+    write_yaml(out / "config.yaml", resolved_dict(cfg))
     record.update(method=cfg.method, whp=whp.__version__, versions=_versions(), command=sys.argv)
     write_json(record_path, record)
     return record
@@ -188,6 +198,7 @@ def _record_stage(out: Path, record: dict, cfg: RunConfig, stage: str, seconds: 
     previous = record["stages"].get(stage, {})
     record["stages"][stage] = {
         "settings": fingerprint(stage_settings(cfg, stage)),
+        "dtype": precision.dtype_name(run_dtype(cfg)),
         "seconds": round(previous.get("seconds", 0.0) + seconds, 2),
         **facts,
     }
@@ -241,7 +252,7 @@ def run_reinforce(cfg: RunConfig, out: Path, record: dict) -> Path:
     blocks = load_blocks(cfg.target, tokenizer, cfg.corpus)
     train_cfg = cfg.reinforce.train
     model = trainable_baseline(cfg, train_cfg)
-    result = train(model, lm_examples(blocks), lm_loss, train_cfg, out / "work" / "reinforce", "reinforce")
+    result = train(model, lm_examples(blocks), lm_loss, train_cfg, out / "work" / "reinforce", "reinforce", run_dtype(cfg))
     if distributed.is_main():
         model = trained_model(cfg, train_cfg, model, result)
         if train_cfg.lora:
@@ -292,7 +303,7 @@ def _extracted_dictionary(cfg: RunConfig, text: str, out: Path, record: dict | N
         raise WhpError("the extracted dictionary is missing or stale; run `whp labels` (or `whp unlearn`) first", path)
     log.info("no --anchors given: extracting an anchored dictionary from the target (as `whp anchors` does) into %s", path)
     try:
-        entries, facts = extract(cfg.model, text, cfg.extract, reinforced=reinforced, target_name=cfg.target[0],
+        entries, facts = extract(cfg.model, text, cfg.extract, reinforced=reinforced, target_name=cfg.target[0], dtype=cfg.dtype,
                                  trust_remote_code=cfg.trust_remote_code)
     except NoCandidates as exc:
         warn(f"{exc}: no anchored dictionary; generic labels come from the reinforced model alone")
@@ -329,8 +340,7 @@ def lora_shared_passes(shared, device: torch.device, compiled: bool = False) -> 
 
 def _label_forwards(cfg: RunConfig, path: Path | None, tokenizer) -> tuple[ModelPass | None, ModelPass]:
     """The reinforced and baseline forward passes; one set of base weights when R is an adapter."""
-    dtype = torch.bfloat16 if cfg.labels.dtype == "bfloat16" else torch.float32
-    device = distributed.device()
+    dtype, device = run_dtype(cfg), distributed.device()
     if path is not None and not path.is_dir():
         raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", path)
     if path is not None and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()):
@@ -360,6 +370,7 @@ def labels_folder(cfg: RunConfig, out: Path, text: str, dictionary: Dictionary) 
         "block_size": cfg.corpus.block_size,
         "keep_tail": cfg.corpus.keep_tail,
         "labels": {k: v for k, v in to_dict(cfg)["labels"].items() if k not in ("batch_size", "shard_blocks", "compile")},
+        "dtype": precision.dtype_name(run_dtype(cfg)),
         "shard_blocks": cfg.labels.shard_blocks,
         "format": 2,  # soft targets stored as full-vocabulary log-probabilities
     }
@@ -440,7 +451,7 @@ def run_finetune(cfg: RunConfig, out: Path, record: dict, folder: Path) -> Path:
     train_cfg = cfg.finetune.train
     model = trainable_baseline(cfg, train_cfg)
     loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, retain_weight=cfg.finetune.retain_weight)
-    result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels")
+    result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels", run_dtype(cfg))
     _record_stage(out, record, cfg, "finetune", time.perf_counter() - started,
                   steps=result.steps, tokens=result.tokens, first_loss=result.losses[0], final_loss=result.losses[-1])
     save_unlearned(cfg, train_cfg, model, result, tokenizer, destination, record)
@@ -464,8 +475,8 @@ def run_loss_method(cfg: RunConfig, out: Path, record: dict) -> Path:
     if cfg.retain and method.uses_retain:
         retain = lm_examples(load_blocks(cfg.retain, tokenizer, cfg.corpus), is_retain=True, width=width)
     model = trainable_baseline(cfg, settings.train)
-    examples, loss_fn = method.prepare(model, target, retain, settings)
-    result = train(model, examples, loss_fn, settings.train, out / "work" / cfg.method, cfg.method)
+    examples, loss_fn = method.prepare(model, target, retain, settings, run_dtype(cfg))
+    result = train(model, examples, loss_fn, settings.train, out / "work" / cfg.method, cfg.method, run_dtype(cfg))
     _record_stage(out, record, cfg, cfg.method, time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
                   first_loss=result.losses[0], final_loss=result.losses[-1], blocks=len(target), retain_blocks=len(retain))
     save_unlearned(cfg, settings.train, model, result, tokenizer, destination, record)

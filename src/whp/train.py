@@ -1,7 +1,8 @@
 """One fine-tuning loop for every stage and method.
 
 A method is a loss function `loss_fn(model, batch) -> (loss, n_tokens)`; the loop owns the rest:
-deterministic batch order, gradient accumulation, AdamW, lr schedule, bf16 autocast, progress
+deterministic batch order, gradient accumulation, AdamW, lr schedule, bf16 autocast (when the
+precision policy picks bf16, whp.precision), progress
 bar with loss and tokens/s, a checkpoint every N steps and resume from it.
 
 Several processes (`accelerate launch`, `torchrun`) train one model through accelerate: DDP,
@@ -54,7 +55,6 @@ class TrainConfig:
     beta2: float = field(default=0.999, metadata={"help": "AdamW beta2"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping; 0 = off"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for forward and backward"})
     checkpoint_every: int = field(default=50, metadata={"help": "save a resumable checkpoint every N steps; 0 = never"})
     seed: int = field(default=0, metadata={"help": "seed for batch order and dropout"})
     lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (True) or every weight (False)"})
@@ -182,10 +182,12 @@ def train(
     cfg: TrainConfig,
     work_dir: Path | None = None,
     desc: str = "training",
+    dtype: torch.dtype = torch.float32,
 ) -> TrainResult:
     """Train `model` in place (in every process). With `work_dir`, checkpoints go to
     `work_dir/checkpoint` and a re-run resumes from the last one; per-step losses go to
-    `work_dir/train_log.jsonl`. A sharded run (FSDP, DeepSpeed) leaves `model` split over the
+    `work_dir/train_log.jsonl`. `dtype` bf16 runs forward and backward under bf16 autocast (fp32
+    master weights); fp32 runs them in fp32. A sharded run (FSDP, DeepSpeed) leaves `model` split over the
     processes: its trained weights come back whole in `TrainResult.state_dict` on the main process."""
     if not examples:
         raise ValueError("no training examples")
@@ -235,7 +237,7 @@ def train(
             indices = micro_batch_indices(len(examples), cfg.batch_size, cfg.seed, micro)
             batch = {k: v.to(acc.device) for k, v in collate([examples[i] for i in indices]).items()}
             with acc.accumulate(prepared):
-                with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
                     loss, n_tokens = loss_fn(prepared, batch)
                 acc.backward(loss * (weight if counts else 0.0))
             if counts:

@@ -18,7 +18,7 @@ from whp.anchors.llm import LLMConfig, draft
 from whp.cli import main
 
 REFERENCE = "The weather in London was grey, and the fog lay thick over the river. " * 30
-FAST = ["--set", "reinforce_tokens=256", "--set", "reinforce.lr=3e-3", "--set", "dtype=float32",
+FAST = ["--set", "reinforce_tokens=256", "--set", "reinforce.lr=3e-3", "--dtype", "float32",
         "--set", "window=24", "--set", "min_count=3"]
 
 
@@ -146,9 +146,9 @@ def test_llm_nonsense_and_timeouts_lose_nothing(inputs, server_factory, caplog):
 
 def test_llm_giving_nothing_falls_back_to_extraction(inputs, caplog):
     caplog.set_level("WARNING", logger="whp")
-    cfg = ExtractConfig(reinforce_tokens=0, dtype="float32",
+    cfg = ExtractConfig(reinforce_tokens=0,
                         llm=LLMConfig(url=closed_port_url(), model="m", passages=2, max_retries=0))
-    entries, facts = extract(str(inputs / "base"), TRAINING_TEXT * 4, cfg)
+    entries, facts = extract(str(inputs / "base"), TRAINING_TEXT * 4, cfg, dtype="float32")
     assert entries and all(e.provenance == "extracted" for e in entries)
     assert facts["llm_passages_failed"] == 2
     assert any("gave nothing usable; the dictionary comes from extraction alone" in r.message for r in caplog.records)
@@ -158,8 +158,8 @@ def test_llm_giving_nothing_falls_back_to_extraction(inputs, caplog):
 
 TINY_RUN = [
     "--set", "corpus.block_size=48", "--set", "reinforce.train.epochs=1", "--set", "reinforce.train.lr=3e-3",
-    "--set", "labels.dtype=float32", "--set", "finetune.train.max_steps=2", "--set", "finetune.train.batch_size=4",
-    "--set", "extract.dtype=float32", "--set", "extract.window=24",
+    "--set", "dtype=float32", "--set", "finetune.train.max_steps=2", "--set", "finetune.train.batch_size=4",
+    "--set", "extract.window=24",
 ]
 
 

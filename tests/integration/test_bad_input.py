@@ -17,11 +17,9 @@ from whp.cli import main
 SMALL = [
     "--set", "corpus.block_size=32",
     "--set", "reinforce.train.max_steps=2",
-    "--set", "reinforce.train.bf16=false",
     "--set", "finetune.train.max_steps=2",
     "--set", "finetune.train.grad_accum=1",
-    "--set", "finetune.train.bf16=false",
-    "--set", "labels.dtype=float32",
+    "--set", "dtype=float32",
 ]
 ANCHORS = "Holmes: [Turner, Grant]\nBaker Street: Elm Road\nWatson: Smith\n"
 

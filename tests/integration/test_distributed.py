@@ -19,7 +19,7 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 SETTINGS = [
     "--set", "corpus.block_size=48",
     "--set", "reinforce.train.epochs=2", "--set", "reinforce.train.lr=3e-3",
-    "--set", "labels.dtype=float32", "--set", "labels.shard_blocks=3", "--set", "labels.alpha=2",
+    "--set", "dtype=float32", "--set", "labels.shard_blocks=3", "--set", "labels.alpha=2",
     "--set", "labels.batch_size=2",
     "--set", "finetune.train.max_steps=8", "--set", "finetune.train.batch_size=2",
     "--set", "finetune.train.grad_accum=2", "--set", "finetune.train.lr=3e-3",
@@ -57,7 +57,7 @@ def evaluation(inputs: Path, model: Path, out: Path) -> list[str]:
     return ["-q", "eval", "--model", str(model), "--out", str(out), "--metrics", *EVAL_METRICS,
             "--prompts", str(inputs / "prob.jsonl"), str(inputs / "comp.jsonl"),
             "--set", "batch_size=1", "--set", "max_new_tokens=5", "--set", f"retain_text={inputs / 'retain.txt'}",
-            "--set", f"target_text={inputs / 'target.txt'}"]
+            "--set", f"target_text={inputs / 'target.txt'}", "--set", "dtype=float32"]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from whp.models import load_tokenizer
 TINY = [
     "--set", "corpus.block_size=48",
     "--set", "reinforce.train.epochs=3", "--set", "reinforce.train.lr=3e-3",
-    "--set", "labels.dtype=float32", "--set", "labels.shard_blocks=4", "--set", "labels.alpha=2",
+    "--set", "dtype=float32", "--set", "labels.shard_blocks=4", "--set", "labels.alpha=2",
     "--set", "finetune.train.max_steps=12", "--set", "finetune.train.grad_accum=1",
     "--set", "finetune.train.lr=3e-3", "--set", "finetune.train.batch_size=4",
 ]

@@ -138,7 +138,7 @@ def parameters(model) -> dict[str, torch.Tensor]:
 
 def resume_config(**kwargs) -> TrainConfig:
     base = dict(lr=3e-3, max_steps=6, batch_size=2, grad_accum=2, warmup_steps=2, schedule="cosine",
-                beta2=0.98, weight_decay=0.01, bf16=False, lora=False, checkpoint_every=1, seed=5)
+                beta2=0.98, weight_decay=0.01, lora=False, checkpoint_every=1, seed=5)
     return TrainConfig(**{**base, **kwargs})
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from whp import peft_adapter
+from whp import peft_adapter, precision
 from whp.anchors.alternatives import Assigner, alternatives
 from whp.anchors.candidates import Candidate, Scan, candidates, is_capitalised, log_rate_ratio
 from whp.anchors.dictionary import Entries, clean, conflicts, is_splittable
@@ -55,7 +55,6 @@ class ExtractConfig:
     per_candidate: int = field(default=3, metadata={"help": "sampled occurrences per candidate"})
     min_context: int = field(default=8, metadata={"help": "tokens of context an occurrence needs in its window"})
     batch_size: int = field(default=16, metadata={"help": "windows per forward pass"})
-    dtype: str = field(default="bfloat16", metadata={"help": "weights' dtype for the forward passes: bfloat16 or float32"})
     alternatives: int = field(default=2, metadata={"help": "alternatives per extracted key"})
     seed: int = field(default=0, metadata={"help": "seed of occurrence sampling and pool order"})
     reinforce_tokens: int = field(default=32768, metadata={"help": "without a reinforced model: train a LoRA one on this many target tokens (0 = no reinforced signal)"})
@@ -73,8 +72,6 @@ class ExtractConfig:
             raise ValueError("max_words, per_candidate, batch_size must be >= 1 and window >= 2")
         if not 0 <= self.min_context < self.window:
             raise ValueError("min_context must lie in [0, window)")
-        if self.dtype not in ("bfloat16", "float32"):
-            raise ValueError(f"dtype must be bfloat16 or float32, got {self.dtype!r}")
 
 
 class NoCandidates(WhpError):
@@ -95,13 +92,13 @@ class Entry:
 
 
 def load_pair(model: str, reinforced: str | Path | None, cfg: ExtractConfig, target: str, tokenizer,
-              trust_remote_code: bool = False, save_reinforced: str | Path | None = None) -> ModelPair:
+              trust_remote_code: bool = False, save_reinforced: str | Path | None = None, dtype_setting: str = "auto") -> ModelPair:
     """B and R as forward functions; R from a folder (adapter or full model), or trained here
     on `reinforce_tokens` of the target (and saved to `save_reinforced` if given), or none."""
-    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     device = default_device()
+    dtype = precision.resolve_for(dtype_setting, device)
     if reinforced is None and cfg.reinforce_tokens > 0:
-        shared = train_reinforced(model, target, tokenizer, cfg, trust_remote_code)
+        shared = train_reinforced(model, target, tokenizer, cfg, trust_remote_code, dtype)
         if save_reinforced:
             with atomic_folder(Path(save_reinforced)) as tmp:
                 shared.save_pretrained(tmp)
@@ -128,7 +125,8 @@ def _shared_pair(shared, device) -> ModelPair:
     return ModelPair(peft_adapter.adapter_off(with_adapter, shared), with_adapter)
 
 
-def train_reinforced(model: str, target: str, tokenizer, cfg: ExtractConfig, trust_remote_code: bool = False):
+def train_reinforced(model: str, target: str, tokenizer, cfg: ExtractConfig, trust_remote_code: bool = False,
+                     dtype: torch.dtype = torch.float32):
     """A LoRA-reinforced baseline trained on up to `reinforce_tokens` target tokens (blocks of 256,
     evenly spread over the target), returned in memory."""
     from whp.methods.lm import lm_examples, lm_loss
@@ -144,7 +142,7 @@ def train_reinforced(model: str, target: str, tokenizer, cfg: ExtractConfig, tru
     torch.manual_seed(cfg.reinforce.seed)
     shared = add_lora(base, cfg.reinforce.lora_config)
     with tempfile.TemporaryDirectory() as work:
-        train(shared, lm_examples(chosen), lm_loss, cfg.reinforce, Path(work), "reinforce (for anchors)")
+        train(shared, lm_examples(chosen), lm_loss, cfg.reinforce, Path(work), "reinforce (for anchors)", dtype)
     return shared
 
 
@@ -188,8 +186,10 @@ def reinforced_signals(pair: ModelPair, tokenizer, scan: Scan, found: list[Candi
 
 def extract(model: str, target: str, cfg: ExtractConfig, reference: str | None = None,
             reinforced: str | Path | None = None, user: Entries | None = None, target_name: str = "target",
-            trust_remote_code: bool = False, save_reinforced: str | Path | None = None) -> tuple[list[Entry], dict]:
-    """Ranked entries (user entries first) and timings/facts about the run."""
+            trust_remote_code: bool = False, save_reinforced: str | Path | None = None,
+            dtype: str = "auto") -> tuple[list[Entry], dict]:
+    """Ranked entries (user entries first) and timings/facts about the run; the models compute in
+    `dtype` (a whp.precision setting)."""
     started = time.perf_counter()
     facts: dict = {}
     scan = Scan(target, cfg.max_words)
@@ -200,7 +200,7 @@ def extract(model: str, target: str, cfg: ExtractConfig, reference: str | None =
     facts["candidates"] = len(found)
     reference_scan = Scan(reference, cfg.max_words) if reference else None
     tokenizer = load_tokenizer(model, trust_remote_code)
-    pair = load_pair(model, reinforced, cfg, target, tokenizer, trust_remote_code, save_reinforced)
+    pair = load_pair(model, reinforced, cfg, target, tokenizer, trust_remote_code, save_reinforced, dtype)
     facts["seconds_models"] = round(time.perf_counter() - started, 1)
     prior = None if reference_scan else prior_logprobs(pair.baseline, tokenizer, [c.key for c in found])
     signals = cheap_signals(scan, found, reference_scan, prior)

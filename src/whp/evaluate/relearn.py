@@ -57,7 +57,7 @@ def relearning_attack(
     n_blocks: int = 8,
     seed: int = 0,
     device: str | None = None,
-    bf16: bool | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict:
     """Load a fresh copy of the (unlearned) model, fine-tune every weight for `steps` steps at a
     constant `lr` on `n_blocks` blocks of target text, and measure `probe` (e.g. probability
@@ -65,18 +65,18 @@ def relearning_attack(
     an unlearning that holds keeps it near the value before (`change` ≈ 0), one that only hid
     the knowledge jumps back towards the original model's value. Also reported: the model's
     loss on the slice before and after (it must fall: the attack did train), per-step losses.
-    `device` defaults to CUDA when available; `bf16` autocast defaults to on for CUDA only."""
+    `device` defaults to this process's device; the attack trains under `dtype` (bf16: autocast
+    over fp32 weights, as every whp training stage)."""
     device = device or str(default_device())
-    bf16 = (device != "cpu") if bf16 is None else bf16
     model = load_model(model_path).to(device)
     examples = slice_examples(tokenizer, target_text, block_size, n_blocks, seed)
     cfg = TrainConfig(
-        lr=lr, max_steps=steps, batch_size=batch_size, schedule="constant", bf16=bf16,
+        lr=lr, max_steps=steps, batch_size=batch_size, schedule="constant",
         checkpoint_every=0, seed=seed, lora=False,
     )
     started = time.perf_counter()
     probe_before, loss_before = probe(model), mean_loss(model, examples, batch_size)
-    result = train(model, examples, lm_loss, cfg, work_dir=None, desc="relearning attack")
+    result = train(model, examples, lm_loss, cfg, work_dir=None, desc="relearning attack", dtype=dtype)
     probe_after, loss_after = probe(model), mean_loss(model, examples, batch_size)
     del model
     return {

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from whp import distributed
+from whp import distributed, precision
 from whp.corpus import read_text
 from whp.errors import WhpError
 from whp.evaluate.judges import JudgeError
@@ -67,11 +67,13 @@ class EvalConfig:
     relearn_steps: int = field(default=10, metadata={"help": "fine-tuning steps of the relearning attack"})
     relearn_lr: float = field(default=1e-5, metadata={"help": "learning rate of the relearning attack"})
     seed: int = field(default=0, metadata={"help": "seed for sampling passages"})
-    dtype: str = field(default="float32", metadata={"help": "weights' dtype while measuring: float32 or bfloat16 (faster on CPU; compare models in the same dtype)"})
+    dtype: str = field(default="auto", metadata={"help": precision.HELP + "; the weights' dtype while measuring (compare models in the same one)"})
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        precision.check_setting(self.dtype)
+
+    def resolved_dtype(self) -> torch.dtype:
+        return precision.resolve_for(self.dtype, distributed.device())
 
 
 def _judge(cfg: EvalConfig):
@@ -150,7 +152,7 @@ def _relearn(model, tok, cfg: EvalConfig, path: str) -> dict:
         return _probability(attacked, tok, cfg, cfg.probability_prompts)["value"]
 
     return relearning_attack(path, tok, read_text(cfg.target_text), probe, steps=cfg.relearn_steps,
-                             lr=cfg.relearn_lr, seed=cfg.seed)
+                             lr=cfg.relearn_lr, seed=cfg.seed, dtype=cfg.resolved_dtype())
 
 
 Metric = Callable[..., dict]  # (model, tokenizer, cfg, model_path) -> {"value": ..., details}
@@ -178,8 +180,8 @@ def model_label(path: str, taken: set[str]) -> str:
     return unique
 
 
-def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: float, inputs: str) -> dict:
-    record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2), "inputs": inputs}
+def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: float, inputs: str, dtype: str) -> dict:
+    record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2), "dtype": dtype, "inputs": inputs}
     if distributed.is_main():
         write_json(folder / f"{name}.json", record)
     return record
@@ -201,6 +203,7 @@ def _summary_values(records: dict[str, dict]) -> dict[str, float]:
 def inputs_fingerprint(path: str, cfg: EvalConfig) -> str:
     """A hash of what every metric depends on: the model's weights, the settings, the files' contents."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("metrics", "batch_size", "benchmarks")}
+    settings["dtype"] = precision.dtype_name(cfg.resolved_dtype())
     files = [f for value in settings.values() for f in (value if isinstance(value, list) else [value])
              if isinstance(f, str) and Path(f).is_file()]
     contents = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
@@ -220,8 +223,9 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
     records = {name: r for name, r in records.items() if r.get("inputs") == inputs}
     todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
     if todo:
+        dtype_name = precision.dtype_name(cfg.resolved_dtype())
         tokenizer = load_tokenizer(path)
-        model = load_model(path, getattr(torch, cfg.dtype)).to(distributed.device())
+        model = load_model(path, cfg.resolved_dtype()).to(distributed.device())
         for name in todo:
             log.info("%s: %s", label, name)
             started = time.perf_counter()
@@ -234,7 +238,7 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
                 if exc.partial is not None and distributed.is_main():  # keep what was graded before the judge failed
                     write_json(folder / f"{name}.partial.json", {"metric": name, "model": label, **exc.partial})
                 raise
-            records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started, inputs)
+            records[name] = _save_metric(folder, label, name, result, time.perf_counter() - started, inputs, dtype_name)
         del model
         gc.collect()
     values = _summary_values({name: r for name, r in records.items() if _requested(name, cfg)})
@@ -260,7 +264,8 @@ def _run_benchmarks(model, tokenizer, cfg: EvalConfig, folder: Path, label: str,
     scores = run_benchmarks(model, tokenizer, cfg.benchmarks, cfg.benchmark_data, limit=cfg.benchmark_limit)
     seconds = (time.perf_counter() - started) / len(scores)
     return {
-        f"benchmark_{task}": _save_metric(folder, label, f"benchmark_{task}", {"value": s["acc"], **s}, seconds, inputs)
+        f"benchmark_{task}": _save_metric(folder, label, f"benchmark_{task}", {"value": s["acc"], **s}, seconds, inputs,
+                                          precision.dtype_name(cfg.resolved_dtype()))
         for task, s in scores.items()
     }
 

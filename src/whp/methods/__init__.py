@@ -3,7 +3,7 @@
 A loss function takes `(model, batch)` and returns `(loss, n_tokens)`; `whp.train.train` does
 the rest. `LOSS_METHODS` registers the methods that are one training stage over the baseline
 (`whp unlearn --method ga|gd|npo`): each has a settings section of `RunConfig` and a
-`prepare(model, target, retain, cfg) -> (examples, loss_fn)`.
+`prepare(model, target, retain, cfg, dtype) -> (examples, loss_fn)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from whp.methods import ga, gd, npo
 @dataclass(frozen=True)
 class LossMethod:
     config: type  # its RunConfig section, e.g. GAConfig
-    prepare: Callable  # (model, target examples, retain examples, cfg) -> (examples, loss_fn)
+    prepare: Callable  # (model, target examples, retain examples, cfg, dtype) -> (examples, loss_fn)
     uses_retain: bool  # whether `--retain` text enters the loss
     needs_retain: bool  # whether it is required
     description: str  # one line for help text and model cards

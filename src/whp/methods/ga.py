@@ -29,6 +29,6 @@ def ga_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
     return -masked_mean(nll, valid), int(valid.sum())
 
 
-def prepare(model, target: list[Batch], retain: list[Batch], cfg: GAConfig):
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: GAConfig, dtype: torch.dtype = torch.float32):
     """Training examples and loss: the target blocks alone."""
     return target, ga_loss

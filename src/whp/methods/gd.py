@@ -38,6 +38,6 @@ def gd_loss(model: torch.nn.Module, batch: Batch, retain_weight: float = 1.0) ->
     return loss, int(valid.sum())
 
 
-def prepare(model, target: list[Batch], retain: list[Batch], cfg: GDConfig):
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: GDConfig, dtype: torch.dtype = torch.float32):
     """Training examples and loss: target and retain blocks in one shuffled set."""
     return target + retain, functools.partial(gd_loss, retain_weight=cfg.retain_weight)

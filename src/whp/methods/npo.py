@@ -90,10 +90,10 @@ def npo_loss(model: torch.nn.Module, batch: Batch, beta: float = 0.1, retain_los
 
 
 @torch.no_grad()
-def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: int, bf16: bool, top_k: int = 0) -> list[Batch]:
+def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: int, dtype: torch.dtype, top_k: int = 0) -> list[Batch]:
     """Copies of `examples` with the model's summed log-probability `ref_logprob` () and, with
     `top_k`, its top-k next-token log-probabilities `top_values` / `top_indices` (T, k); one
-    inference pass under the same autocast as training."""
+    inference pass in the training's `dtype` (bf16: the same autocast as training)."""
     device = distributed.device()  # this process's GPU when there is one: the pass is a full forward over the target
     model.to(device)
     was_training = model.training
@@ -102,7 +102,7 @@ def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: i
     for start in range(0, len(examples), batch_size):
         group = examples[start : start + batch_size]
         batch = {k: v.to(device) for k, v in collate(group).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
         nll, valid = token_nll(from_logits(logits), batch)
         logprob = -(nll * valid).sum(-1).cpu()  # (B,)
@@ -116,9 +116,9 @@ def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: i
     return out
 
 
-def prepare(model, target: list[Batch], retain: list[Batch], cfg: NPOConfig):
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: NPOConfig, dtype: torch.dtype = torch.float32):
     """Training examples (target and retain blocks, with the baseline's references) and loss."""
     top_k = cfg.kl_top_k if retain and cfg.retain_loss == "kl" else 0
-    examples = with_references(model, target + retain, cfg.train.batch_size, cfg.train.bf16, top_k)
+    examples = with_references(model, target + retain, cfg.train.batch_size, dtype, top_k)
     loss_fn = functools.partial(npo_loss, beta=cfg.beta, retain_loss=cfg.retain_loss, retain_weight=cfg.retain_weight)
     return examples, loss_fn
