@@ -32,3 +32,14 @@ def float32_policy():
         precision.resolve.cache_clear()
         yield
     precision.resolve.cache_clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_metric_cache(tmp_path_factory):
+    """The tests' metric cache is their own (never the user's WHP_CACHE/metrics)."""
+    from whp.evaluate import suite
+
+    folder = tmp_path_factory.mktemp("metric-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(suite, "machine_cache", lambda inputs: folder / inputs)
+        yield

@@ -45,9 +45,9 @@ def demo_run_config(overrides: list[str] = (), anchors: str | None = None):
                        anchors=None if anchors == "auto" else str(anchors), retain=[demo_file("retain_train.txt")])
 
 
-def demo_eval_config(split: str = "heldout") -> EvalConfig:
+def demo_eval_config(split: str = "heldout", dtype: str = "auto") -> EvalConfig:
     return EvalConfig(metrics=DEMO_METRICS, probability_prompts=[demo_file(f"probability_{split}.jsonl")],
-                      completion_prompts=[demo_file(f"completion_{split}.jsonl")])
+                      completion_prompts=[demo_file(f"completion_{split}.jsonl")], dtype=dtype)
 
 
 def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: str = "heldout",
@@ -63,7 +63,7 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     if out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
         raise WhpError("output folder is not empty and holds no whp run; choose another --out", out)
     prepare_run_folder(run_cfg, out, overwrite=True)  # stages whose settings changed are redone
-    eval_cfg = demo_eval_config(split)
+    eval_cfg = demo_eval_config(split, run_cfg.dtype)  # measured in the run's own dtype
     log.info("demo 1/3: evaluating the base model")
     tick = time.perf_counter()
     before = evaluate_model(base, "base", eval_cfg, out / "eval")

@@ -38,6 +38,11 @@ class LoraConfig:
     target_modules: str = field(
         default="all-linear", metadata={"help": "comma-separated module names, or 'all-linear'"}
     )
+    top_layers: int = field(default=0, metadata={"help": "adapt only the top N transformer layers (0 = every layer): the backward pass then stops at the lowest adapted layer, less compute per token"})
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.top_layers < 0:
+            raise ValueError(f"r must be >= 1 and top_layers >= 0, got r={self.r}, top_layers={self.top_layers}")
 
 
 def cache_dir() -> Path:

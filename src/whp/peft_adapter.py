@@ -17,14 +17,26 @@ def add_adapter(model: PreTrainedModel, lora) -> PeftModel:
     """A fresh trainable LoRA adapter on `model` (base weights frozen). `lora`: whp.models.LoraConfig."""
     targets = lora.target_modules
     target_modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]
+    layers = model.config.num_hidden_layers
+    top = range(max(0, layers - lora.top_layers), layers) if lora.top_layers else None
+    if top is not None and targets == "all-linear":  # peft takes layer indices only with named modules
+        target_modules = _linear_names(model)
     config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=target_modules,
+        layers_to_transform=list(top) if top is not None else None,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def _linear_names(model: PreTrainedModel) -> list[str]:
+    """The names of the model's linear layers other than its LM head ('all-linear' spelled out)."""
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
 
 
 def load_adapter(model: PreTrainedModel, folder: Path, trainable: bool = False) -> PeftModel:

@@ -4,6 +4,7 @@ shards, the same fine-tuning loss curve, the same evaluation numbers."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,8 @@ def two_processes(inputs, one_process, tmp_path_factory) -> Path:
     spec = out.parent / "commands.json"
     spec.write_text(json.dumps(commands))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(WORKER), str(spec)], capture_output=True, text=True, timeout=600)
+                           str(WORKER), str(spec)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "WHP_CACHE": str(out.parent / "whp-cache")})  # measured, not reused
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 

@@ -11,6 +11,7 @@ A model folder made by `whp unlearn` also gets the numbers in its model card (RE
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import hashlib
 import logging
@@ -28,7 +29,7 @@ from whp.errors import WhpError
 from whp.evaluate.judges import JudgeError
 from whp.files import atomic_write_bytes, read_json, write_json
 from whp.generic import fingerprint
-from whp.models import load_model, load_tokenizer, model_identity, resolve_model_path
+from whp.models import cache_dir, load_model, load_tokenizer, model_identity, resolve_model_path
 
 log = logging.getLogger("whp")
 
@@ -184,6 +185,7 @@ def _save_metric(folder: Path, label: str, name: str, result: dict, seconds: flo
     record = {"metric": name, "model": label, **result, "seconds": round(seconds, 2), "dtype": dtype, "inputs": inputs}
     if distributed.is_main():
         write_json(folder / f"{name}.json", record)
+        write_json(machine_cache(inputs) / f"{name}.json", record)
     return record
 
 
@@ -200,14 +202,44 @@ def _summary_values(records: dict[str, dict]) -> dict[str, float]:
     return values
 
 
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict:
+    """What a metric's value also depends on: the evaluation code and the libraries that run it."""
+    import transformers
+
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    return {"whp_evaluate": code, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
 def inputs_fingerprint(path: str, cfg: EvalConfig) -> str:
-    """A hash of what every metric depends on: the model's weights, the settings, the files' contents."""
+    """A hash of what every metric depends on: the model's weights, the settings (the resolved
+    dtype), the files' contents, the evaluation code and library versions."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("metrics", "batch_size", "benchmarks")}
     settings["dtype"] = precision.dtype_name(cfg.resolved_dtype())
     files = [f for value in settings.values() for f in (value if isinstance(value, list) else [value])
              if isinstance(f, str) and Path(f).is_file()]
     contents = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
-    return fingerprint({"model": model_identity(path), "settings": settings, "files": contents})
+    return fingerprint({"model": model_identity(path), "settings": settings, "files": contents, "code": code_identity()})
+
+
+def machine_cache(inputs: str) -> Path:
+    """Where this machine keeps every metric computed from these inputs (WHP_CACHE/metrics/...):
+    a model evaluated again with the same files, settings and code (the base model of every demo
+    or comparison) is not measured twice, whichever output folder asks."""
+    return cache_dir() / "metrics" / inputs
+
+
+def _cached_records(folder: Path, inputs: str) -> dict[str, dict]:
+    """Finished metric records for these inputs: the output folder's, else the machine cache's."""
+    records = {}
+    for where in (machine_cache(inputs), folder):
+        for p in where.glob("*.json") if where.is_dir() else []:
+            if p.stem != "metrics" and "." not in p.stem:
+                record = read_json(p)
+                if record.get("inputs") == inputs:
+                    records[p.stem] = record
+    return records
 
 
 def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[str, float]:
@@ -219,8 +251,11 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
     if unknown:
         raise WhpError(f"unknown metric {unknown[0]!r} (known: {', '.join([*METRICS, BENCHMARKS])})")
     inputs = inputs_fingerprint(path, cfg)
-    records = {p.stem: read_json(p) for p in folder.glob("*.json") if p.stem != "metrics" and "." not in p.stem}
-    records = {name: r for name, r in records.items() if r.get("inputs") == inputs}
+    records = _cached_records(folder, inputs)
+    for name, record in records.items():
+        if distributed.is_main() and not (folder / f"{name}.json").is_file():
+            log.info("%s: %s reused from %s", label, name, machine_cache(inputs))
+            write_json(folder / f"{name}.json", {**record, "model": label})
     todo = [m for m in cfg.metrics if m not in records and not (m == BENCHMARKS and _benchmarks_done(records, cfg))]
     if todo:
         dtype_name = precision.dtype_name(cfg.resolved_dtype())
