@@ -21,8 +21,8 @@ import argparse
 import time
 
 import torch
-
 from stages import flops_per_token, matmul_rate
+
 from whp.models import LoraConfig, add_lora, causal_lm, load_model
 
 TOKENS_PER_CALL = 2048

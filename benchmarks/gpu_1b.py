@@ -107,11 +107,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from machine import describe
+
     from whp import distributed
+    from whp.baseline import trainable_baseline
     from whp.config import load_config
-    from whp.generic import load_examples
     from whp.methods.whp import hard_label_loss
-    from whp.pipeline import prepare_run_folder, run_dtype, run_labels, trainable_baseline
+    from whp.runs import run_dtype
+    from whp.shards import load_examples
+    from whp.stages import run_unlearn
     from whp.train import train
 
     device = distributed.device()
@@ -129,19 +132,18 @@ def main() -> None:
                           model=str(work / "base"), target=[str(work / "target.txt")],
                           anchors=str(resources.files("whp") / "data" / "demo" / "anchors.yaml"), reinforced=str(work / "lora"))
         out = work / "run"
-        record = prepare_run_folder(cfg, out, overwrite=True)
-
         reset_peak(device)
-        folder = run_labels(cfg, out, record)
+        folder = run_unlearn(cfg, out, overwrite=True, stages=("labels",))
         stage = json.loads((out / "run.json").read_text())["stages"]["labels"]
         labels_tokens_per_s = stage["tokens"] / stage["compute_seconds"]
         report["labels"] = _figures(labels_tokens_per_s, 2 * flops["forward"], report, tokens=stage["tokens"],
                                     seconds=stage["compute_seconds"], peak_gpu_memory_gb=peak_memory_gb(device))
 
         examples = load_examples(folder)
-        model = trainable_baseline(cfg, cfg.finetune.train)
+        train_cfg = cfg.train_for("finetune")
+        model = trainable_baseline(cfg.model, train_cfg)
         reset_peak(device)
-        result = train(model, examples, hard_label_loss, cfg.finetune.train, desc="fine-tune (benchmark)", dtype=run_dtype(cfg))
+        result = train(model, examples, hard_label_loss, train_cfg, desc="fine-tune (benchmark)", dtype=run_dtype(cfg))
         tokens = args.steps * args.train_batch * len(examples[0]["input_ids"])
         report["finetune"] = _figures(tokens / result.seconds, flops["train"], report, steps=result.steps, tokens=tokens,
                                       seconds=round(result.seconds, 2), first_loss=result.losses[0], last_loss=result.losses[-1],

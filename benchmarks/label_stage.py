@@ -30,7 +30,14 @@ def prepare(work: Path, target: Path, n_tokens: int) -> dict:
     """The target slice, a LoRA adapter and a full 'reinforced' copy, with perturbed weights."""
     import torch
 
-    from whp.models import LoraConfig, add_lora, demo_model_path, load_model, load_tokenizer, save_model
+    from whp.models import (
+        LoraConfig,
+        add_lora,
+        demo_model_path,
+        load_model,
+        load_tokenizer,
+        save_model,
+    )
 
     base = demo_model_path()
     tokenizer = load_tokenizer(base)
@@ -54,9 +61,9 @@ def prepare(work: Path, target: Path, n_tokens: int) -> dict:
 def run_one(args: argparse.Namespace) -> None:
     """Child process: one labels stage, printing JSON with throughput and peak RSS."""
     import torch
+    from whp.pipeline import prepare_run_folder, run_labels
 
     from whp.config import load_config
-    from whp.pipeline import prepare_run_folder, run_labels
 
     torch.set_num_threads(args.threads)
     overrides = [f"labels.batch_size={args.batch_size}", f"labels.dtype={args.dtype}", f"labels.top_k={args.top_k}"]

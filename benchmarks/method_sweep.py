@@ -22,6 +22,8 @@ import shutil
 import time
 from pathlib import Path
 
+from whp.pipeline import trainable_baseline
+
 from whp import peft_adapter
 from whp.corpus import load_blocks
 from whp.demo import demo_eval_config, demo_run_config
@@ -29,7 +31,6 @@ from whp.evaluate.suite import evaluate_model
 from whp.methods import LOSS_METHODS
 from whp.methods.lm import lm_examples
 from whp.models import load_tokenizer, save_model
-from whp.pipeline import trainable_baseline
 from whp.train import train
 
 

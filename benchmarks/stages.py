@@ -38,7 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from label_stage import DEFAULT_ANCHORS, DEFAULT_TARGET, prepare  # the same target slice and "reinforced" models
+from label_stage import (  # the same target slice and "reinforced" models
+    DEFAULT_ANCHORS,
+    DEFAULT_TARGET,
+    prepare,
+)
 
 BLOCK = 512
 
@@ -131,11 +135,11 @@ def peak_rss_gb() -> float:
 
 def child_labels(args) -> dict:
     import torch
+    import whp.pipeline
+    from whp.pipeline import prepare_run_folder, run_labels
 
     import whp.generic
-    import whp.pipeline
     from whp.config import load_config
-    from whp.pipeline import prepare_run_folder, run_labels
 
     dtype, batch, head_rows, compiled, _ = LABEL_VARIANTS[args.variant]
     whp.generic.HEAD_ROWS = head_rows
@@ -184,13 +188,13 @@ def child_labels(args) -> dict:
 def child_naive(args) -> dict:
     """Two whole fp32 models, batch 1, full (T, V) logits of both kept, the formula on whole tensors."""
     import torch
+    from whp.pipeline import _aligner
 
     from whp.anchors.dictionary import load_dictionary
     from whp.config import load_config
     from whp.corpus import load_blocks
     from whp.generic import generic_logits, lower_forbidden_
     from whp.models import load_model, load_tokenizer
-    from whp.pipeline import _aligner
 
     cfg = load_config(None, [], model="smollm2-135m-instruct", target=[str(args.work / "target.txt")])
     tokenizer = load_tokenizer(cfg.model)

@@ -9,16 +9,21 @@ import sys
 from pathlib import Path
 
 from whp import precision
+from whp.config import PRESETS
 from whp.errors import WhpError
+
+PRESET_HELP = ("start from a preset: paper (the defaults: the paper's settings, for 7B models on GPUs) or small "
+               "(the measured recipe for small models on a CPU, as the demo runs)")
 
 log = logging.getLogger("whp")
 
-_STAGE_COMMANDS = {
-    "unlearn": (None, "run every stage of the method (WHP: reinforced model, generic labels, fine-tuning)"),
-    "reinforce": (("reinforce",), "stage 1: fine-tune the baseline further on the target (OUT/reinforced)"),
-    "labels": (("labels",), "stage 2: generic labels from the baseline, reinforced model and dictionary (OUT/labels)"),
-    "finetune": (("finetune",), "stage 3: fine-tune the baseline on the generic labels (OUT/model)"),
-}
+def _stage_commands() -> dict[str, tuple[tuple[str, ...] | None, str]]:
+    """`whp unlearn` and one command per stage of WHP (whp.stages)."""
+    from whp.stages import METHODS
+
+    whp_stages = METHODS["whp"].stages
+    return {"unlearn": (None, "run every stage of the method (WHP: " + ", ".join(s.name for s in whp_stages) + ")"),
+            **{s.name: ((s.name,), f"WHP stage {i}: {s.help}") for i, s in enumerate(whp_stages, 1)}}
 
 
 def _add_overrides(parser: argparse.ArgumentParser, text: str) -> None:
@@ -27,9 +32,11 @@ def _add_overrides(parser: argparse.ArgumentParser, text: str) -> None:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", help="whp (default: the paper's fine-tuning on generic labels), whp-inference (generic "
-                                         "logits at inference time, no fine-tuning), ga (gradient ascent), gd (gradient "
-                                         "difference, needs --retain), npo (negative preference optimisation)")
+    from whp.stages import METHODS
+
+    parser.add_argument("--method", choices=list(METHODS), help="; ".join(f"{name}: {m.help}" for name, m in METHODS.items())
+                        + " (default whp)")
+    parser.add_argument("--preset", choices=PRESETS, help=PRESET_HELP)
     parser.add_argument("--model", help="baseline model folder, hub id, or 'smollm2-135m-instruct'")
     parser.add_argument("--target", nargs="+", help="text file(s) to forget")
     parser.add_argument("--anchors", help="anchored dictionary (JSON or YAML): anchor -> generic alternatives (whp only)")
@@ -46,7 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whp", description="Make a causal LM forget a body of knowledge (Who's Harry Potter? method).")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in _STAGE_COMMANDS.items():
+    for name, (_, help_text) in _stage_commands().items():
         _add_run_arguments(commands.add_parser(name, help=help_text, description=help_text))
     _add_eval_arguments(commands.add_parser("eval", help="measure familiarity, general ability, memorisation, relearning"))
     compare = commands.add_parser("compare", help="evaluate several runs (any method) and their baseline alike: one report",
@@ -70,6 +77,7 @@ def make_parser() -> argparse.ArgumentParser:
                                                "edit, then `whp unlearn --config run.yaml ...`.")
     settings.add_argument("sections", nargs="*", help="only these sections (e.g. labels finetune)")
     settings.add_argument("--config", help="YAML config to resolve first")
+    settings.add_argument("--preset", choices=PRESETS, help=PRESET_HELP)
     _add_overrides(settings, "override one setting, e.g. --set labels.alpha=2")
     demo = commands.add_parser("demo", help="the built-in demo: forget Sherlock Holmes in SmolLM2-135M (CPU, minutes)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
@@ -188,12 +196,12 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
 
 def _run_stages(args: argparse.Namespace) -> None:
     from whp.config import load_config
-    from whp.pipeline import run_unlearn
+    from whp.stages import run_unlearn
 
-    cfg = load_config(args.config, args.overrides, method=args.method, model=args.model, target=args.target,
-                      anchors=args.anchors, retain=args.retain, reinforced=args.reinforced,
+    cfg = load_config(args.config, args.overrides, preset=args.preset, method=args.method, model=args.model,
+                      target=args.target, anchors=args.anchors, retain=args.retain, reinforced=args.reinforced,
                       trust_remote_code=args.trust_remote_code)
-    stages, _ = _STAGE_COMMANDS[args.command]
+    stages, _ = _stage_commands()[args.command]
     result = run_unlearn(cfg, args.out, overwrite=args.overwrite, stages=stages)
     if _is_main_process():
         print(f"done: {result}")
@@ -214,7 +222,7 @@ def _prompts(args: argparse.Namespace) -> None:
 def _settings(args: argparse.Namespace) -> None:
     from whp.config import commented_yaml, load_config
 
-    print(commented_yaml(load_config(args.config, args.overrides), args.sections))
+    print(commented_yaml(load_config(args.config, args.overrides, preset=args.preset), args.sections))
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -1,115 +1,107 @@
-"""One dataclass per stage, YAML in (with `--set key=value` overrides), resolved config out.
+"""Settings: one dataclass per section, YAML in (with `--set key=value` overrides and named
+presets), the resolved configuration out.
 
-A run's configuration is a `RunConfig`: the inputs plus one section per stage. Unknown keys
-and bad values are errors that name the setting.
+A run's configuration is a `RunConfig`: its inputs, the precision, the corpus, one shared
+`train` block of training settings, and one section per stage or method of the registry
+(whp.stages.METHODS), each stage overriding only the training settings it changes
+(`finetune.train: {lr: 1e-6, ...}`). Layers, each over the one before: the defaults (the
+paper's, for a 7B model on GPUs) ← a preset (`--preset small`) ← a YAML file ← `--set` ← the
+command's flags. Unknown keys and bad values are errors that name the setting.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from whp.anchors.extract import ExtractConfig
 from whp import precision
 from whp.corpus import CorpusConfig
 from whp.errors import WhpError, warn
-from whp.generic import LabelsConfig
-from whp.methods import LOSS_METHODS
-from whp.methods.ga import GAConfig
-from whp.methods.gd import GDConfig
-from whp.methods.npo import NPOConfig
-from whp.train import TrainConfig
+from whp.stages import METHODS
+from whp.train import TrainConfig, TrainOverrides
 
-METHODS = ("whp", "whp-inference", *LOSS_METHODS)
+PRESETS = ("paper", "small")
 
 
-@dataclass
-class ReinforceConfig:
-    """Stage 1: fine-tune the baseline further on the target (a LoRA adapter by default)."""
-
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(lr=1e-4, epochs=3, batch_size=4, warmup_steps=10, lora=True),
-        metadata={"help": "paper (7B, full): 3 epochs, lr 3e-6, batch 8x16; LoRA wants a larger lr"},
-    )
+def preset_path(name: str) -> Path:
+    if name not in PRESETS:
+        raise WhpError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return Path(str(resources.files("whp") / "data" / "presets" / f"{name}.yaml"))
 
 
-@dataclass
-class FinetuneConfig:
-    """Stage 3: fine-tune the baseline on the generic labels."""
-
-    loss: str = field(default="hard", metadata={"help": "hard (argmax labels, the paper's) or soft (needs labels.top_k > 0)"})
-    retain_weight: float = field(default=1.0, metadata={"help": "weight of the loss on retain text (toward the baseline's own predictions)"})
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(lr=1e-6, beta2=0.98, batch_size=8, grad_accum=16, max_steps=150, lora=False),
-        metadata={"help": "paper (7B): lr 1e-6, batch 8x16, AdamW betas (0.9, 0.98), 120-150 steps"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.loss not in ("hard", "soft"):
-            raise ValueError(f"loss must be hard or soft, got {self.loss!r}")
-        if self.retain_weight < 0:
-            raise ValueError("retain_weight must be >= 0")
+def _sections() -> dict[str, type]:
+    """Every method's settings sections, in the order methods declare them."""
+    sections: dict[str, type] = {}
+    for method in METHODS.values():
+        sections.update(method.sections)
+    return sections
 
 
-@dataclass
-class InferenceConfig:
-    """`--method whp-inference`: no fine-tuning; the baseline and reinforced logits are combined
-    at inference time, v_B − α·ReLU(v_R − v_B) on the same input (whp.inference)."""
+def _check(self) -> None:
+    """Inputs a run needs, and their agreement with the method (after the command's flags)."""
+    if self.method not in METHODS:
+        raise WhpError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
+    if not self.model:
+        raise WhpError("no model given (--model or `model:` in the config)")
+    if not self.target:
+        raise WhpError("no target text given (--target or `target:` in the config)")
+    if self.method == "whp" and self.finetune.loss == "soft" and not self.labels.top_k:
+        raise WhpError("finetune.loss=soft needs labels.top_k > 0")
+    method = METHODS[self.method]
+    if method.needs_retain and not self.retain:
+        raise WhpError(f"method {self.method} needs retain text (--retain)")
+    if self.retain and not method.uses_retain:
+        warn(f"method {self.method} uses no retain text: --retain is ignored")
+    if self.anchors and not method.uses_anchors:
+        warn(f"method {self.method} uses no anchored dictionary: --anchors is ignored")
 
-    alpha: float = field(default=5.0, metadata={"help": "α of v_B − α·ReLU(v_R − v_B) (the paper's label stage: 5)"})
 
-    def __post_init__(self) -> None:
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
+def _train_for(self, section: str) -> TrainConfig:
+    """The training settings of a stage or method: the shared `train` block with `section`'s
+    `train` overrides (a nested `lora_config` mapping merges into the shared one)."""
+    return from_dict(TrainConfig, getattr(self, section).train, f"{section}.train.", self.train)
 
 
-@dataclass
-class RunConfig:
-    """Everything a `whp unlearn` run depends on."""
+def _post_init(self) -> None:
+    precision.check_setting(self.dtype)
+    for name in _sections():
+        section = getattr(self, name)
+        if hasattr(section, "train"):
+            if not isinstance(section.train, dict):
+                raise ValueError(f"{name}.train must be a mapping of training settings")
+            self.train_for(name)  # unknown or bad training settings fail now
 
-    method: str = field(default="whp", metadata={"help": f"unlearning method: {', '.join(METHODS)}"})
-    model: str = field(default="", metadata={"help": "baseline model: a folder, a hub id, or 'smollm2-135m-instruct'"})
-    target: list[str] = field(default_factory=list, metadata={"help": "text file(s) to forget"})
-    anchors: str | None = field(default=None, metadata={"help": "anchored dictionary, JSON or YAML; none = extracted from the target (see extract)"})
-    retain: list[str] = field(default_factory=list, metadata={"help": "general text file(s) the model must keep predicting as before (optional)"})
-    reinforced: str | None = field(default=None, metadata={"help": "an existing reinforced model or adapter folder (skips stage 1)"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model folder"})
-    dtype: str = field(default="auto", metadata={"help": precision.HELP + "; every stage of the run"})
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
-    labels: LabelsConfig = field(default_factory=LabelsConfig)
-    extract: ExtractConfig = field(default_factory=ExtractConfig, metadata={"help": "dictionary extraction when no anchors are given"})
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    ga: GAConfig = field(default_factory=GAConfig)
-    gd: GDConfig = field(default_factory=GDConfig)
-    npo: NPOConfig = field(default_factory=NPOConfig)
 
-    def __post_init__(self) -> None:
-        precision.check_setting(self.dtype)
+_INPUTS = [
+    ("method", str, field(default="whp", metadata={"help": f"unlearning method: {', '.join(METHODS)}"})),
+    ("model", str, field(default="", metadata={"help": "baseline model: a folder, a hub id, or 'smollm2-135m-instruct'"})),
+    ("target", list[str], field(default_factory=list, metadata={"help": "text file(s) to forget"})),
+    ("anchors", str | None, field(default=None, metadata={"help": "anchored dictionary, JSON or YAML; none = extracted from the target (see extract)"})),
+    ("retain", list[str], field(default_factory=list, metadata={"help": "general text file(s) the model must keep predicting as before (optional)"})),
+    ("reinforced", str | None, field(default=None, metadata={"help": "an existing reinforced model or adapter folder (skips the reinforce stage)"})),
+    ("trust_remote_code", bool, field(default=False, metadata={"help": "allow model code from the model folder"})),
+    ("preset", str | None, field(default=None, metadata={"help": f"the preset the settings started from: {', '.join(PRESETS)} (none: the defaults, the paper's)"})),
+    ("dtype", str, field(default="auto", metadata={"help": precision.HELP + "; every stage of the run"})),
+    ("corpus", CorpusConfig, field(default_factory=CorpusConfig)),
+    ("train", TrainConfig, field(default_factory=TrainConfig, metadata={"help": "training settings shared by every training stage; each stage's `train` overrides some"})),
+]
 
-    def check(self) -> None:
-        if self.method not in METHODS:
-            raise WhpError(f"unknown method {self.method!r} (known: {', '.join(METHODS)})")
-        if not self.model:
-            raise WhpError("no model given (--model or `model:` in the config)")
-        if not self.target:
-            raise WhpError("no target text given (--target or `target:` in the config)")
-        if self.method == "whp" and self.finetune.loss == "soft" and not self.labels.top_k:
-            raise WhpError("finetune.loss=soft needs labels.top_k > 0")
-        method = LOSS_METHODS.get(self.method)
-        if method and method.needs_retain and not self.retain:
-            raise WhpError(f"method {self.method} needs retain text (--retain)")
-        if method and self.retain and not method.uses_retain:
-            warn(f"method {self.method} uses no retain text: --retain is ignored")
-        if self.anchors and self.method != "whp":
-            warn(f"method {self.method} uses no anchored dictionary: --anchors is ignored")
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig",
+    [*_INPUTS, *((name, cls, field(default_factory=cls)) for name, cls in _sections().items())],
+    namespace={"__post_init__": _post_init, "check": _check, "train_for": _train_for,
+               "__doc__": "Everything a `whp unlearn` run depends on: inputs, precision, corpus, shared training "
+                          "settings, and the sections of every method's stages (whp.stages.METHODS)."},
+)
+RunConfig.__module__ = __name__
 
 
 def _coerce(value: Any, annotation: Any, name: str, default: Any) -> Any:
@@ -123,6 +115,10 @@ def _coerce(value: Any, annotation: Any, name: str, default: Any) -> Any:
             return None
         inner = next(a for a in typing.get_args(annotation) if a is not type(None))
         return _coerce(value, inner, name, default)
+    if annotation is TrainOverrides:  # a stage's training overrides: merged over its defaults, key by key
+        if not isinstance(value, dict):
+            raise WhpError(f"setting {name!r} must be a mapping")
+        return _overrides(_merged(default or {}, value), TrainConfig(), name)
     if origin is list:
         items = value if isinstance(value, list) else [value]
         return [_coerce(v, typing.get_args(annotation)[0], name, None) for v in items]
@@ -154,6 +150,27 @@ def from_dict(cls: type, data: dict, prefix: str = "", base: Any = None):
         raise WhpError(f"bad setting in {prefix.rstrip('.') or 'config'}: {exc}") from exc
 
 
+def _overrides(values: dict, base: Any, name: str) -> dict:
+    """Override values checked and typed against the fields of dataclass instance `base` (a
+    nested mapping against its nested dataclass); they stay a mapping of the changed fields only."""
+    hints = typing.get_type_hints(type(base))
+    known = [f.name for f in dataclasses.fields(base)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise WhpError(f"unknown setting {name + '.' + unknown[0]!r} (known here: {', '.join(known)})")
+    return {key: _overrides(value, getattr(base, key), f"{name}.{key}")
+            if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict)
+            else _coerce(value, hints[key], f"{name}.{key}", getattr(base, key)) for key, value in values.items()}
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` deep-merged into a copy of `base` (mappings merge, anything else replaces)."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        merged[key] = _merged(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
 def apply_override(data: dict, assignment: str) -> None:
     """`a.b.c=value` (value parsed as YAML) into nested dict `data`."""
     if "=" not in assignment:
@@ -168,27 +185,39 @@ def apply_override(data: dict, assignment: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), cls: type = RunConfig, **inputs: Any):
-    """`cls` (default RunConfig) from a YAML file (optional) ← `--set` overrides ← explicit
-    inputs (the CLI flags that were given)."""
-    data: dict = {}
-    if path:
-        path = Path(path)
-        if not path.is_file():
-            raise WhpError("config file does not exist", path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise WhpError(f"cannot parse: {str(exc).splitlines()[0]}", path) from exc
-        if not isinstance(data, dict):
-            raise WhpError("config must be a mapping", path)
+def _read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WhpError("config file does not exist", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise WhpError(f"cannot parse: {str(exc).splitlines()[0]}", path) from exc
+    if not isinstance(data, dict):
+        raise WhpError("config must be a mapping", path)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), cls: type | None = None, preset: str | None = None,
+                **inputs: Any):
+    """`cls` (default RunConfig) from its defaults ← a preset (`preset`, or `preset:` in the file)
+    ← a YAML file (optional) ← `--set` overrides ← explicit inputs (the flags that were given)."""
+    cls = cls or RunConfig
+    data: dict = _read_yaml(path) if path else {}
     for assignment in overrides:
         apply_override(data, assignment)
     data.update({key: value for key, value in inputs.items() if value not in (None, [], ())})
+    preset = preset or data.get("preset")
+    if preset:
+        preset_data = _read_yaml(preset_path(preset))
+        base = from_dict(cls, preset_data) if cls is RunConfig else None
+        if base is not None:
+            data["preset"] = preset
+            return from_dict(cls, data, base=base)
     return from_dict(cls, data)
 
 
-def to_dict(cfg: RunConfig) -> dict:
+def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 

@@ -12,41 +12,35 @@ import time
 from pathlib import Path
 
 from whp.anchors.dictionary import load_dictionary
+from whp.card import percent_change, update_model_card
 from whp.config import load_config
-from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model, update_model_card
 from whp.errors import WhpError
+from whp.evaluate.metrics import demo_names
+from whp.evaluate.suite import EvalConfig, demo_corpus_files, demo_file, evaluate_model
 from whp.files import write_json
 from whp.models import demo_model_path
-from whp.pipeline import prepare_run_folder, run_unlearn
-from whp.report import build_report, percent_change
+from whp.report import build_report
+from whp.stages import open_run, run_unlearn
 
 log = logging.getLogger("whp")
 
-DEMO_METRICS = ["familiarity_probability", "familiarity_completion", "retain_perplexity",
-                "side_effect_probability", "side_effect_completion"]
-SUMMARY_KEYS = {  # summary.json name -> metric
-    "familiarity_probability": "familiarity_probability",
-    "familiarity_completion": "familiarity_completion",
-    "retain_perplexity": "retain_perplexity",
-    "side_effect_familiarity": "side_effect_probability",
-    "side_effect_completion": "side_effect_completion",
-}
+PRESET = "small"
 
 SPLIT_NAMES = {"heldout": "held-out"}  # prompt-file split -> words for people
 
 
 def demo_run_config(overrides: list[str] = (), anchors: str | None = None):
-    """The demo's pipeline configuration: data/demo/config.yaml over the built-in inputs.
+    """The demo's pipeline configuration: the `small` preset over the built-in inputs.
     `anchors`: a dictionary file instead of the built-in one, or "auto" to have the pipeline
     extract one from the corpus (as `whp unlearn` does without --anchors)."""
     if anchors is None:
         anchors = demo_file("anchors.yaml")
-    return load_config(demo_file("config.yaml"), overrides, model=str(demo_model_path()), target=demo_corpus_files(),
+    return load_config(None, overrides, preset=PRESET, model=str(demo_model_path()), target=demo_corpus_files(),
                        anchors=None if anchors == "auto" else str(anchors), retain=[demo_file("retain_train.txt")])
 
 
 def demo_eval_config(split: str = "heldout", dtype: str = "auto") -> EvalConfig:
-    return EvalConfig(metrics=DEMO_METRICS, probability_prompts=[demo_file(f"probability_{split}.jsonl")],
+    return EvalConfig(metrics=demo_names(), probability_prompts=[demo_file(f"probability_{split}.jsonl")],
                       completion_prompts=[demo_file(f"completion_{split}.jsonl")], dtype=dtype)
 
 
@@ -62,7 +56,7 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
         load_dictionary(run_cfg.anchors)  # a bad file fails now, not after the base evaluation
     if out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
         raise WhpError("output folder is not empty and holds no whp run; choose another --out", out)
-    prepare_run_folder(run_cfg, out, overwrite=True)  # stages whose settings changed are redone
+    open_run(run_cfg, out, overwrite=True)  # stages whose settings changed are redone
     eval_cfg = demo_eval_config(split, run_cfg.dtype)  # measured in the run's own dtype
     log.info("demo 1/3: evaluating the base model")
     tick = time.perf_counter()
@@ -79,8 +73,8 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
     update_model_card(Path(model), after, f"whp demo, {SPLIT_NAMES.get(split, split)} prompts", before)
     build_report([out / "eval" / "base", out / "eval" / "unlearned"], out / "report.html", "whp demo: who's Sherlock Holmes?")
     seconds["total"] = time.perf_counter() - started
-    summary = {name: {"before": before[m], "after": after[m], "change_percent": percent_change(before[m], after[m])}
-               for name, m in SUMMARY_KEYS.items()}
+    summary = {name: {"before": before[name], "after": after[name], "change_percent": percent_change(before[name], after[name])}
+               for name in demo_names()}
     summary["prompts"] = split
     summary["anchors"] = run_cfg.anchors or "extracted (anchors.yaml)"
     summary["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
@@ -92,7 +86,7 @@ def run_demo(out: Path = Path("runs/demo"), overrides: list[str] = (), split: st
 
 def summary_table(summary: dict) -> str:
     lines = [f"{'':28}{'before':>10}{'after':>10}{'change':>10}"]
-    for name in SUMMARY_KEYS:
+    for name in demo_names():
         row = summary[name]
         lines.append(f"{name:28}{row['before']:>10.4g}{row['after']:>10.4g}{row['change_percent']:>9.1f}%")
     lines.append(f"{'seconds':28}{summary['seconds']['total']:>10.0f}")

@@ -24,18 +24,35 @@ from __future__ import annotations
 
 import copy
 import shutil
+import time
 import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from whp import peft_adapter
+from whp import distributed, peft_adapter
+from whp.card import run_card
 from whp.errors import WhpError
 from whp.files import atomic_folder, read_json, write_json
-from whp.models import INFERENCE_SPEC as SPEC_FILE
-from whp.models import load_model, model_identity
+from whp.generic import generic_logits_
+from whp.models import (
+    DEMO_MODEL_ALIAS,
+    check_same_vocabulary,
+    load_model,
+    load_tokenizer,
+    model_identity,
+    resolve_model_path,
+)
+from whp.runs import RunRecord, reinforced_path
+
+if TYPE_CHECKING:
+    from whp.config import RunConfig
+
+SPEC_FILE = "whp_inference.json"  # marks a folder of the wrapper
 # transformers 5 renamed `past_key_values` to `cache` (argument and output field)
 _CACHE = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
@@ -76,16 +93,39 @@ class InferenceWHP(PreTrainedModel, GenerationMixin):
         base_cache = base_out.get(_CACHE)
         if base_cache is not None:
             self._companions[base_cache] = reinforced_out.get(_CACHE)
-        v_b, v_r = base_out.logits.float(), reinforced_out.logits.float()  # (B, T, V)
-        logits = v_b - self.alpha * torch.relu(v_r - v_b)
+        logits = generic_logits_(base_out.logits.float().contiguous(), reinforced_out.logits, self.alpha)  # (B, T, V)
         return CausalLMOutputWithPast(logits=logits, **{_CACHE: base_cache})
 
 
 # ---- folder form -----------------------------------------------------------------------------
 
 
-def is_inference_folder(path: str | Path) -> bool:
-    return (Path(path) / SPEC_FILE).is_file()
+@dataclass
+class InferenceConfig:
+    """`--method whp-inference`: no fine-tuning; the baseline and reinforced logits are combined
+    at inference time, v_B − α·ReLU(v_R − v_B) on the same input."""
+
+    alpha: float = field(default=5.0, metadata={"help": "α of v_B − α·ReLU(v_R − v_B) (the paper's label stage: 5)"})
+
+    def __post_init__(self) -> None:
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {self.alpha}")
+
+
+def is_wrapper_folder(path: str | Path) -> bool:
+    return (Path(resolve_model_path(path)) / SPEC_FILE).is_file()
+
+
+def load_any_model(path: str | Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
+    """A model folder (`from_pretrained`) or the wrapper's folder, in `dtype`, in eval mode."""
+    if is_wrapper_folder(path):
+        return load_inference_model(resolve_model_path(path), dtype, trust_remote_code)
+    return load_model(path, dtype, trust_remote_code)
+
+
+def any_model_identity(path: str | Path) -> dict:
+    """What identifies a model or a wrapper folder in fingerprints."""
+    return inference_identity(resolve_model_path(path)) if is_wrapper_folder(path) else model_identity(path)
 
 
 def _spec(folder: Path) -> dict:
@@ -134,3 +174,32 @@ def inference_identity(folder: str | Path) -> dict:
     spec = _spec(folder)
     return {"alpha": spec["alpha"], "base": model_identity(spec["base"]),
             "reinforced": model_identity(_reinforced_path(folder, spec))}
+
+
+# ---- the stage of `whp unlearn --method whp-inference` -----------------------------------------
+
+
+def _portable_name(model: str) -> str:
+    """How the wrapper's folder names the baseline: the demo alias and hub ids as given, a local
+    folder by its absolute path."""
+    return str(Path(model).resolve()) if model != DEMO_MODEL_ALIAS and Path(model).exists() else model
+
+
+def run_wrap(cfg: RunConfig, out: Path, record: RunRecord) -> Path:
+    """OUT/model: the folder form of `InferenceWHP` over the baseline and the reinforced model."""
+    destination = out / "model"
+    if destination.is_dir():
+        return destination
+    started = time.perf_counter()
+    reinforced = reinforced_path(cfg, out)
+    if not reinforced.is_dir():
+        raise WhpError("no reinforced model here: run `whp reinforce` first, or pass --reinforced", reinforced)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if (reinforced / "tokenizer.json").is_file() or (reinforced / "tokenizer_config.json").is_file():
+        check_same_vocabulary(tokenizer, load_tokenizer(reinforced, cfg.trust_remote_code), cfg.model, str(reinforced))
+    record.stage_done(cfg, "wrap", time.perf_counter() - started, alpha=cfg.inference.alpha)
+    if distributed.is_main():
+        write_inference_folder(destination, _portable_name(cfg.model), reinforced, cfg.inference.alpha, tokenizer,
+                               run_card(cfg, record.data))
+    distributed.barrier()
+    return destination

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from whp.errors import WhpError
 from whp.files import atomic_folder
@@ -25,7 +30,6 @@ log = logging.getLogger("whp")
 
 DEMO_MODEL_ALIAS = "smollm2-135m-instruct"
 DEMO_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INFERENCE_SPEC = "whp_inference.json"  # marks a folder of the inference-time WHP wrapper (whp.inference)
 
 
 @dataclass
@@ -86,10 +90,6 @@ def load_model(
 ) -> PreTrainedModel:
     path = resolve_model_path(path)
     _check_local(path)
-    if (Path(path) / INFERENCE_SPEC).is_file():  # the inference-time WHP wrapper loads as a model too
-        from whp.inference import load_inference_model
-
-        return load_inference_model(path, dtype, trust_remote_code)
     has_safetensors = any(Path(path).glob("*.safetensors")) if Path(path).is_dir() else True
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -158,22 +158,18 @@ def default_device() -> torch.device:
 
 def add_lora(model: PreTrainedModel, lora: LoraConfig):
     """Wrap `model` with a fresh trainable LoRA adapter (base weights frozen)."""
-    from whp import peft_adapter
+    from whp import peft_adapter  # peft_adapter reads LoraConfig from here
 
     return peft_adapter.add_adapter(model, lora)
 
 
 def model_identity(path: str | Path) -> dict:
     """What identifies a model for the fingerprint: its weight files' contents (a hash), or for
-    files over 2 GB their path, size and modification time; for an inference-time WHP folder, α
-    and its two models' identities."""
+    files over 2 GB their path, size and modification time (whp.inference.any_model_identity
+    also knows the inference-time wrapper's folders)."""
     folder = Path(resolve_model_path(path))
     if not folder.is_dir():
         return {"id": str(path)}
-    if (folder / INFERENCE_SPEC).is_file():
-        from whp.inference import inference_identity
-
-        return inference_identity(folder)
     identity = {}
     for weights in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")):
         stat = weights.stat()

@@ -1,11 +1,10 @@
-"""Evaluation metrics → a self-contained HTML report with plots, and a model card in Markdown.
+"""Evaluation metrics → a self-contained HTML report with plots.
 
 An evaluation writes one folder per run: `<metric>.json` per metric (`{"metric", "model",
 "value", "seconds", ...details}`) and `metrics.json`, the summary `{model_label: {metric: value}}`.
 `load_results` merges any number of such folders; `write_report` turns the merged summary and
 details into one HTML file (table, bar charts, familiarity-vs-ability scatter, side-by-side
 completions), images embedded as base64 PNG so the file can be mailed or opened offline.
-`card_section` renders one model's metrics as the evaluation section of its model card (README.md).
 """
 
 from __future__ import annotations
@@ -21,33 +20,26 @@ from typing import Any, Iterable
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from whp.card import percent_change
 from whp.errors import WhpError
+from whp.evaluate.metrics import (
+    BENCHMARK_GROUP,
+    BENCHMARK_PREFIX,
+    FORGET_AUC,
+    KEEP_HIGHER,
+    direction,
+    finite,
+    fmt,
+    group,
+    headline_names,
+    ordered,
+)
 from whp.files import atomic_write_bytes
 
 Summary = dict[str, dict[str, float]]  # model label → metric → value
 Details = dict[str, dict[str, dict]]  # model label → metric → that metric's JSON
 Runs = dict[str, dict]  # model label → the run that made it: {"method", "steps", "trained_tokens", "seconds"} (whp compare)
 
-# metric → (group, direction). Direction says which way "forgotten" or "kept" lies.
-FORGET_LOWER = "lower = forgotten"
-FORGET_AUC = "near 0.5 = forgotten"
-KEEP_HIGHER = "higher = kept"
-KEEP_LOWER = "lower = kept"
-METRICS: dict[str, tuple[str, str]] = {
-    "familiarity_probability": ("Familiarity with the target", FORGET_LOWER),
-    "familiarity_completion": ("Familiarity with the target", FORGET_LOWER),
-    "relearn_familiarity": ("Familiarity with the target", FORGET_LOWER),
-    "verbatim_rouge_l": ("Memorisation and membership", FORGET_LOWER),
-    "qa_rouge_l": ("Memorisation and membership", FORGET_LOWER),
-    "min_k_auc": ("Memorisation and membership", FORGET_AUC),
-    "min_k_plus_plus_auc": ("Memorisation and membership", FORGET_AUC),
-    "side_effect_probability": ("Side effects and retained ability", KEEP_HIGHER),
-    "side_effect_completion": ("Side effects and retained ability", KEEP_HIGHER),
-    "retain_perplexity": ("Side effects and retained ability", KEEP_LOWER),
-}
-BENCHMARK_PREFIX = "benchmark_"
-BENCHMARK_GROUP = "General benchmarks (accuracy)"
-OTHER_GROUP = "Other metrics"
 FAMILIARITY_FOR_SCATTER = ("familiarity_probability", "familiarity_completion")
 DEFAULT_TITLE = "whp evaluation report"
 
@@ -102,51 +94,16 @@ def load_results(folders: Iterable[str | Path]) -> tuple[Summary, Details]:
 # ---- metric bookkeeping ---------------------------------------------------------------------
 
 
-def metric_group(metric: str) -> str:
-    if metric.startswith(BENCHMARK_PREFIX):
-        return BENCHMARK_GROUP
-    return METRICS.get(metric, (OTHER_GROUP, ""))[0]
-
-
-def metric_direction(metric: str) -> str:
-    if metric.startswith(BENCHMARK_PREFIX):
-        return KEEP_HIGHER
-    return METRICS.get(metric, ("", "—"))[1]
-
-
-def ordered_metrics(summary: Summary) -> list[str]:
-    """Every metric of any model: known ones in catalogue order, then benchmarks, then the rest."""
-    present = {metric for row in summary.values() for metric in row}
-    known = [m for m in METRICS if m in present]
-    benchmarks = sorted(m for m in present if m.startswith(BENCHMARK_PREFIX))
-    others = sorted(present - set(known) - set(benchmarks))
-    return known + benchmarks + others
-
-
 def grouped_metrics(summary: Summary) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for metric in ordered_metrics(summary):
-        groups.setdefault(metric_group(metric), []).append(metric)
+    for metric in ordered(name for row in summary.values() for name in row):
+        groups.setdefault(group(metric), []).append(metric)
     return groups
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def mean_benchmark_accuracy(row: dict[str, float]) -> float | None:
-    values = [v for m, v in row.items() if m.startswith(BENCHMARK_PREFIX) and _finite(v)]
+    values = [v for m, v in row.items() if m.startswith(BENCHMARK_PREFIX) and finite(v)]
     return sum(values) / len(values) if values else None
-
-
-def fmt(value: Any) -> str:
-    """A metric value for people: 3 decimals, 2 from 10 up, 1 from 100 up; '—' when missing."""
-    if value is None:
-        return "—"
-    if not isinstance(value, (int, float)):
-        return str(value)
-    digits = 1 if abs(value) >= 100 else 2 if abs(value) >= 10 else 3
-    return f"{value:.{digits}f}"
 
 
 def _relearn_pair(record: dict) -> tuple[Any, Any] | None:
@@ -179,7 +136,7 @@ def _colours(models: list[str]) -> dict[str, str]:
 
 def _height(value: Any) -> float:
     """A bar height: the value when it is a finite number, else 0 (the label still says '—' or 'inf')."""
-    return float(value) if _finite(value) else 0.0
+    return float(value) if finite(value) else 0.0
 
 
 def _small_multiples(summary: Summary, metrics: list[str], per_row: int = 4) -> Figure:
@@ -195,10 +152,10 @@ def _small_multiples(summary: Summary, metrics: list[str], per_row: int = 4) -> 
         ax.bar(range(len(models)), [_height(v) for v in values], color=colours)
         for x, value in enumerate(values):
             ax.annotate(fmt(value), (x, _height(value)), ha="center", va="bottom", fontsize=8)
-        direction = metric_direction(metric)
-        if direction == FORGET_AUC:
+        way = direction(metric)
+        if way == FORGET_AUC:
             ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-        ax.set_title(metric if direction == "—" else f"{metric}\n({direction})", fontsize=9)
+        ax.set_title(metric if way == "—" else f"{metric}\n({way})", fontsize=9)
         ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
         ax.margins(y=0.15)
     for ax in axes[len(metrics) :]:
@@ -234,7 +191,7 @@ def _scatter_panels(summary: Summary, familiarity: str) -> list[tuple[str, dict[
     panels = []
     for label, xs in abilities.items():
         points = {m: (x, summary[m].get(familiarity)) for m, x in xs.items()}
-        points = {m: xy for m, xy in points.items() if _finite(xy[0]) and _finite(xy[1])}
+        points = {m: xy for m, xy in points.items() if finite(xy[0]) and finite(xy[1])}
         if points:
             panels.append((label, points))
     return panels
@@ -263,11 +220,11 @@ def _familiarity_scatter(summary: Summary, methods: dict[str, str] | None = None
         groups: dict[str, list[tuple[float, float, str]]] = {}
         for model, (x, y) in points.items():
             groups.setdefault(group_of.get(model, model), []).append((x, y, model))
-        for group, members in groups.items():
-            ax.plot([x for x, _, _ in members], [y for _, y, _ in members], "-o", ms=7, color=colours[group],
-                    label=group if methods else None)
+        for method, members in groups.items():
+            ax.plot([x for x, _, _ in members], [y for _, y, _ in members], "-o", ms=7, color=colours[method],
+                    label=method if methods else None)
             for x, y, model in members:
-                name = _point_name(model, group if methods else None)
+                name = _point_name(model, method if methods else None)
                 if name:
                     ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8 if methods else 9)
         if label.startswith("retain perplexity"):
@@ -287,8 +244,8 @@ def _familiarity_scatter(summary: Summary, methods: dict[str, str] | None = None
 def group_figures(summary: Summary) -> list[tuple[str, Figure]]:
     """(group name, bar-chart figure) for every metric group present."""
     return [
-        (group, _benchmark_bars(summary, metrics) if group == BENCHMARK_GROUP else _small_multiples(summary, metrics))
-        for group, metrics in grouped_metrics(summary).items()
+        (heading, _benchmark_bars(summary, metrics) if heading == BENCHMARK_GROUP else _small_multiples(summary, metrics))
+        for heading, metrics in grouped_metrics(summary).items()
     ]
 
 
@@ -340,13 +297,12 @@ def metrics_table_html(summary: Summary) -> str:
     with their change from the first model."""
     models = list(summary)
     rows = []
-    for group, metrics in grouped_metrics(summary).items():
-        rows.append(f'<tr class="group"><th colspan="{len(models) + 2}">{_esc(group)}</th></tr>')
+    for heading, metrics in grouped_metrics(summary).items():
+        rows.append(f'<tr class="group"><th colspan="{len(models) + 2}">{_esc(heading)}</th></tr>')
         for metric in metrics:
             values = [summary[m].get(metric) for m in models]
             cells = "".join(_num(v, _delta(v, values[0]) if i else "") for i, v in enumerate(values))
-            direction = _esc(metric_direction(metric))
-            rows.append(f'<tr><td>{_esc(metric)}</td><td class="dir">{direction}</td>{cells}</tr>')
+            rows.append(f'<tr><td>{_esc(metric)}</td><td class="dir">{_esc(direction(metric))}</td>{cells}</tr>')
     note = f"<p>Changes in brackets are against the first model, <b>{_esc(models[0])}</b>.</p>"
     return _table(["metric", "direction", *models], rows) + (note if len(models) > 1 else "")
 
@@ -403,9 +359,6 @@ def _scatter_html(summary: Summary, methods: dict[str, str] | None = None) -> st
     return f"<div><h2>{caption}</h2><p>Best: low (forgotten) and on the 'kept' side.</p>{_img(caption, fig)}</div>"
 
 
-RUN_COLUMNS = ("familiarity_probability", "familiarity_completion", "retain_perplexity", "side_effect_probability",
-               "side_effect_completion")
-
 
 def _change(value: Any, reference: Any) -> str:
     change = percent_change(reference, value)
@@ -416,7 +369,7 @@ def runs_table_html(summary: Summary, runs: Runs) -> str:
     """One row per model: its method, the compute its run used, and the headline metrics with their
     change from the first model (the baseline), in per cent."""
     reference = summary[next(iter(summary))]
-    columns = [m for m in RUN_COLUMNS if any(m in row for row in summary.values())]
+    columns = [m for m in headline_names() if any(m in row for row in summary.values())]
     accuracy = {m: mean_benchmark_accuracy(row) for m, row in summary.items()}
     rows = []
     for model, row in summary.items():
@@ -465,34 +418,3 @@ def build_report(folders: Iterable[str | Path], out_path: str | Path, title: str
     """Evaluation folders → HTML report in one call."""
     summary, details = load_results(folders)
     return write_report(summary, details, out_path, title, runs)
-
-
-# ---- model card -----------------------------------------------------------------------------
-
-CARD_HEADING = "## Evaluation ("
-
-
-def percent_change(before: Any, after: Any) -> float:
-    """(after - before) / before in per cent; NaN when either is missing or not finite, or before is 0."""
-    if not _finite(before) or not _finite(after) or not before:
-        return float("nan")
-    return 100.0 * (after - before) / before
-
-
-def _percent(before: Any, after: Any) -> str:
-    change = percent_change(before, after)
-    return "—" if math.isnan(change) else f"{change:+.1f} %"
-
-
-def card_section(values: dict[str, float], source: str, before: dict[str, float] | None = None) -> str:
-    """The evaluation section of a model card, in Markdown: one row per metric with its direction;
-    with `before` (the base model's values), also the base's value and the change in per cent."""
-    metrics = ordered_metrics({"model": values})
-    if before is None:
-        lines = ["| metric | value | direction |", "|---|---:|---|"]
-        lines += [f"| {m} | {fmt(values[m])} | {metric_direction(m)} |" for m in metrics]
-    else:
-        lines = ["| metric | base model | this model | change | direction |", "|---|---:|---:|---:|---|"]
-        lines += [f"| {m} | {fmt(before.get(m))} | {fmt(values[m])} | {_percent(before.get(m), values[m])} | "
-                  f"{metric_direction(m)} |" for m in metrics]
-    return f"{CARD_HEADING}{source})\n\n" + "\n".join(lines) + "\n"

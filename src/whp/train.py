@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -37,6 +38,7 @@ from whp.models import LoraConfig
 log = logging.getLogger("whp")
 
 Batch = dict[str, torch.Tensor]
+TrainOverrides = typing.NewType("TrainOverrides", dict)  # a stage's changes to the shared TrainConfig, {field: value}
 LossFn = Callable[[torch.nn.Module, Batch], tuple[torch.Tensor, int]]
 
 
@@ -168,6 +170,24 @@ def _set_activation_checkpointing(model: torch.nn.Module, on: bool) -> None:
         model.gradient_checkpointing_disable()
 
 
+PLAN_AFTER_STEPS = 2  # the measured time per step, after this many steps, gives the expected time of the rest
+LONG_ON_A_CPU_S = 30 * 60
+
+
+def _state_plan(desc: str, seconds_left: float, device: torch.device) -> None:
+    """One line with the expected time of the rest of a training run; on a CPU, a long one names
+    the preset made for small models on a CPU."""
+    log.info("%s: about %s left at the measured speed", desc, _duration(seconds_left))
+    if device.type == "cpu" and seconds_left > LONG_ON_A_CPU_S:
+        log.warning("%s would take about %s on this CPU: these settings are sized for a GPU (the paper's); "
+                    "`--preset small` is the measured recipe for small models on a CPU", desc, _duration(seconds_left))
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else f"{minutes} min" if minutes < 90 else f"{minutes // 60} h {minutes % 60} min"
+
+
 def _truncate_log(path: Path, steps: int) -> None:
     """Keep the log lines of the `steps` steps a resumed run starts from (later ones are redone)."""
     if path.is_file():
@@ -223,11 +243,15 @@ def train(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         _truncate_log(log_path, step)
     prepared.train()
-    started = time.perf_counter()
+    started, first_step = time.perf_counter(), step
     session_tokens = 0
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True,
                **({} if acc.is_main_process else {"disable": True}))
     weight = world * slots / cfg.grad_accum  # accelerate divides by `slots`, DDP averages over `world`: mean over grad_accum
+    width = len(examples[0]["input_ids"])
+    if acc.is_main_process and step < total:
+        log.info("%s: %d steps x %d blocks of %d tokens = %s tokens forward+backward", desc, total - step,
+                 cfg.batch_size * cfg.grad_accum, width, f"{(total - step) * cfg.batch_size * cfg.grad_accum * width:,}")
     while step < total:
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_steps, cfg.schedule)
@@ -257,6 +281,8 @@ def train(
         elapsed = time.perf_counter() - started
         bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{session_tokens / max(elapsed, 1e-9):.0f}")
         bar.update(1)
+        if acc.is_main_process and step == first_step + PLAN_AFTER_STEPS and step < total:
+            _state_plan(desc, elapsed / PLAN_AFTER_STEPS * (total - step), acc.device)
         if log_path and acc.is_main_process:
             with open(log_path, "a") as f:
                 f.write(json.dumps({"step": step, "loss": step_loss, "lr": optimizer.param_groups[0]["lr"]}) + "\n")

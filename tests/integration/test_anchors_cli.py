@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers_http import closed_port_url, server_factory  # noqa: F401 (fixture)
 from helpers_tiny import TRAINING_TEXT, save_tiny_model
+
 from whp.anchors.dictionary import load_dictionary
 from whp.anchors.extract import ExtractConfig, extract
 from whp.anchors.llm import LLMConfig, draft

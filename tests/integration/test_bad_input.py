@@ -10,8 +10,13 @@ import logging
 from pathlib import Path
 
 import pytest
+from helpers_tiny import (
+    TRAINING_TEXT,
+    byte_level_tokenizer,
+    save_tiny_model,
+    tiny_model,
+)
 
-from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, save_tiny_model, tiny_model
 from whp.cli import main
 
 SMALL = [

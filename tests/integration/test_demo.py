@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers_tiny import save_tiny_model
 from transformers import AutoModelForCausalLM
 
-from helpers_tiny import save_tiny_model
 from whp.cli import main
 
 SHORT = ["--set", "reinforce.train.max_steps=2", "--set", "finetune.train.max_steps=2"]
@@ -29,7 +29,7 @@ def demo_run(tmp_path_factory):
 def test_demo_writes_summary_with_before_after_and_seconds(demo_run):
     run, _ = demo_run
     summary = json.loads((run / "summary.json").read_text())
-    for key in ("familiarity_probability", "familiarity_completion", "retain_perplexity", "side_effect_familiarity"):
+    for key in ("familiarity_probability", "familiarity_completion", "retain_perplexity", "side_effect_probability"):
         assert set(summary[key]) == {"before", "after", "change_percent"}, key
         before, after = summary[key]["before"], summary[key]["after"]
         if before:

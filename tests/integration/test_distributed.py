@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_tiny import TRAINING_TEXT, save_tiny_model
 from safetensors.torch import load_file
 
-from helpers_tiny import TRAINING_TEXT, save_tiny_model
 from whp.cli import main
 
 WORKER = Path(__file__).with_name("distributed_worker.py")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers_tiny import TRAINING_TEXT, save_tiny_model
+
 from whp.cli import main
 
 METRICS = ["familiarity_probability", "familiarity_completion", "retain_perplexity", "membership", "qa_rouge_l",

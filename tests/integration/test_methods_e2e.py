@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_tiny import TRAINING_TEXT, save_tiny_model
 from transformers import AutoModelForCausalLM
 
-from helpers_tiny import TRAINING_TEXT, save_tiny_model
-from whp import peft_adapter
+from whp import load_model, peft_adapter
 from whp.cli import main
 from whp.inference import InferenceWHP
-from whp.models import load_model, load_tokenizer
+from whp.models import load_tokenizer
 
 TINY = ["--set", "corpus.block_size=48"]
 STEPS = {m: ["--set", f"{m}.train.max_steps=4", "--set", f"{m}.train.batch_size=2", "--set", f"{m}.train.lr=1e-3"]

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_tiny import TRAINING_TEXT, save_tiny_model
 from transformers import AutoModelForCausalLM
 
-import whp.generic
-from helpers_tiny import TRAINING_TEXT, save_tiny_model
+import whp.labels
 from whp.cli import main
-from whp.generic import load_examples
 from whp.methods.whp import hard_label_loss
 from whp.models import load_tokenizer
+from whp.shards import load_examples
 
 TINY = [
     "--set", "corpus.block_size=48",
@@ -86,7 +86,7 @@ def test_rerun_reports_complete(inputs, finished_run, caplog):
 
 def test_interrupted_labels_resume_byte_identical(inputs, finished_run, tmp_path, monkeypatch, capsys):
     out = tmp_path / "interrupted"
-    real_write = whp.generic.write_shard
+    real_write = whp.labels.write_shard
     calls = {"n": 0}
 
     def write_then_interrupt(*args, **kwargs):
@@ -100,12 +100,12 @@ def test_interrupted_labels_resume_byte_identical(inputs, finished_run, tmp_path
                      "--anchors", str(inputs / "anchors.yaml"), "--out", str(out), *TINY])
 
     assert stage("reinforce") == 0
-    monkeypatch.setattr(whp.generic, "write_shard", write_then_interrupt)
+    monkeypatch.setattr(whp.labels, "write_shard", write_then_interrupt)
     assert stage("labels") == 130
     assert "re-run the same command to resume" in capsys.readouterr().err
     partial = labels_folder(out)
     assert len(list(partial.glob("shard-*"))) == 2 and not (partial / "complete.json").exists()
-    monkeypatch.setattr(whp.generic, "write_shard", real_write)
+    monkeypatch.setattr(whp.labels, "write_shard", real_write)
     assert unlearn(inputs, out) == 0
     reference = labels_folder(finished_run)
     assert partial.name == reference.name, "same inputs, same fingerprint"
@@ -127,12 +127,12 @@ def test_compiled_label_passes_give_the_same_labels(inputs, finished_run, tmp_pa
         assert torch.equal(a["labels"], b["labels"])
 
 
-@pytest.mark.parametrize("option", ["words", "suppress"])
-def test_anchor_interiors_options_label_only_positions_inside_anchors(inputs, finished_run, tmp_path, option):
-    """labels.anchor_interiors=words|suppress (with retain text, which has no anchors): every label
-    of the default run is kept, and positions the paper leaves unlabelled inside an anchor
-    ("Baker" -> "Street") get a label other than the anchor's own next token; 'words' labels
-    only those that end a word of the anchor (" Baker" of "Baker Street" <-> " Elm" of "Elm Road")."""
+def test_anchor_interiors_words_labels_only_word_ends_inside_anchors(inputs, finished_run, tmp_path):
+    """labels.anchor_interiors=words (with retain text, which has no anchors): every label of the
+    default run is kept, and only positions that end a word inside an anchor (" Baker" of "Baker
+    Street" <-> " Elm" of "Elm Road"), which the paper leaves unlabelled, get a label, never the
+    anchor's own next token."""
+    option = "words"
     shutil.copytree(finished_run / "reinforced", tmp_path / "adapter")
     (tmp_path / "retain.txt").write_text("The river ran past the mill and the baker sold bread every morning. " * 8)
     runs = {}
@@ -149,8 +149,7 @@ def test_anchor_interiors_options_label_only_positions_inside_anchors(inputs, fi
         assert torch.equal(labelled["labels"][kept], plain["labels"][kept])
         new = (plain["labels"] == -100) & (labelled["labels"] != -100)
         assert not torch.any(labelled["labels"][new] == plain["input_ids"][new]), "never the anchor's own next token"
-        if option == "words":
-            assert set(plain["input_ids"][new].tolist()) <= street, "only the word end inside 'Baker Street'"
+        assert set(plain["input_ids"][new].tolist()) <= street, "only the word end inside 'Baker Street'"
         added += int(new.sum())
     assert added > 0
 
@@ -172,3 +171,17 @@ def test_pinned_labels_widen_target_and_retain_shards_alike(inputs, finished_run
     assert any(ex["is_retain"] for ex in runs[3])
     for plain, pinned in zip(runs[0], runs[3]):
         assert torch.equal(plain["labels"], pinned["labels"])
+
+
+def test_reinforcement_only_ablation_runs_without_a_dictionary(inputs, finished_run, tmp_path):
+    """labels.use_dictionary=false (the paper's ablation): no anchor is translated, so every
+    position of a block is labelled (from the reinforced model alone), the labels differ from
+    the default run's where anchors were, and the run finishes with a model."""
+    out = tmp_path / "no-dictionary"
+    assert unlearn(inputs, out, "--set", "labels.use_dictionary=false") == 0
+    record = json.loads((out / "run.json").read_text())["stages"]["labels"]
+    assert record["dictionary_keys"] == 0 and record["anchors"] == 0
+    plain, ablated = load_examples(labels_folder(finished_run)), load_examples(labels_folder(out))
+    assert sum(int((e["labels"] != -100).sum()) for e in ablated) > sum(int((e["labels"] != -100).sum()) for e in plain)
+    assert any(not torch.equal(a["labels"], p["labels"]) for a, p in zip(ablated, plain))
+    assert (out / "model" / "model.safetensors").is_file()

@@ -27,16 +27,15 @@ def test_demo_model_knows_moriarty(smollm2):
 
 def test_label_stage_on_a_slice_of_the_demo_corpus(smollm2, tmp_path):
     from whp.config import load_config
-    from whp.generic import load_examples
-    from whp.pipeline import prepare_run_folder, run_labels
+    from whp.shards import load_examples
+    from whp.stages import run_unlearn
 
     text = open(demo_corpus_files()[0]).read()[:6000]
     (tmp_path / "target.txt").write_text(text)
     cfg = load_config(None, ["labels.alpha=0", "corpus.block_size=256"], model=str(smollm2[2]),
                       target=[str(tmp_path / "target.txt")], anchors=demo_file("anchors.yaml"))
     out = tmp_path / "run"
-    record = prepare_run_folder(cfg, out, overwrite=False)
-    folder = run_labels(cfg, out, record)
+    folder = run_unlearn(cfg, out, stages=("labels",))
     examples = load_examples(folder)
     assert examples and all(ex["labels"].shape == ex["input_ids"].shape for ex in examples)
     changed = sum(int(((ex["labels"][1:] != ex["input_ids"][1:]) & (ex["labels"][1:] != -100)).sum()) for ex in examples)

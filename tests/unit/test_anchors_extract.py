@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers_tiny import byte_level_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers_tiny import byte_level_tokenizer
 from whp.anchors.alternatives import Assigner, alternative, alternatives
 from whp.anchors.candidates import Scan, candidates, log_rate_ratio, scan_words
 from whp.anchors.dictionary import conflicts, load_dictionary

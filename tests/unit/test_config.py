@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from whp.cli import main
-from whp.config import RunConfig, apply_override, commented_yaml, from_dict, load_config, to_dict
+from whp.config import (
+    RunConfig,
+    apply_override,
+    commented_yaml,
+    from_dict,
+    load_config,
+    to_dict,
+)
 from whp.errors import WhpError
 from whp.files import write_yaml
 
@@ -23,9 +30,10 @@ def test_defaults_follow_the_paper():
     cfg = load_config(None)
     assert cfg == RunConfig()
     assert cfg.corpus.block_size == 512 and cfg.labels.alpha == 5.0
-    assert (cfg.finetune.train.lr, cfg.finetune.train.beta1, cfg.finetune.train.beta2) == (1e-6, 0.9, 0.98)
-    assert (cfg.finetune.train.batch_size, cfg.finetune.train.grad_accum, cfg.finetune.train.max_steps) == (8, 16, 150)
-    assert cfg.reinforce.train.lora and not cfg.finetune.train.lora
+    finetune, reinforce = cfg.train_for("finetune"), cfg.train_for("reinforce")
+    assert (finetune.lr, finetune.beta1, finetune.beta2) == (1e-6, 0.9, 0.98)
+    assert (finetune.batch_size, finetune.grad_accum, finetune.max_steps) == (8, 16, 150)
+    assert reinforce.lora and not finetune.lora
     assert not cfg.trust_remote_code
 
 
@@ -40,7 +48,7 @@ def test_yaml_file_is_read(tmp_path):
     assert (cfg.model, cfg.target, cfg.anchors) == ("base", ["a.txt", "b.txt"], "d.yaml")
     assert cfg.corpus.block_size == 128 and cfg.corpus.keep_tail
     assert cfg.labels.alpha == 2.0 and isinstance(cfg.labels.alpha, float) and cfg.labels.top_k == 8
-    assert cfg.finetune.loss == "soft" and cfg.finetune.train.max_steps == 20
+    assert cfg.finetune.loss == "soft" and cfg.train_for("finetune").max_steps == 20
 
 
 def test_a_single_target_string_becomes_a_list(tmp_path):
@@ -69,27 +77,30 @@ def test_inputs_that_were_not_given_are_ignored(tmp_path):
 
 def test_setting_one_nested_field_keeps_the_sections_defaults(tmp_path):
     cfg = load_config(None, ["finetune.train.lr=1e-4"])
-    assert cfg.finetune.train.lr == 1e-4
-    assert cfg.finetune.train.beta2 == 0.98 and cfg.finetune.train.grad_accum == 16 and cfg.finetune.train.max_steps == 150
-    assert cfg.finetune.train.lora is False and cfg.finetune.loss == "hard"
+    finetune = cfg.train_for("finetune")
+    assert finetune.lr == 1e-4
+    assert finetune.beta2 == 0.98 and finetune.grad_accum == 16 and finetune.max_steps == 150
+    assert finetune.lora is False and cfg.finetune.loss == "hard"
     assert cfg.reinforce.train == RunConfig().reinforce.train  # another stage's section is untouched
 
     cfg = load_config(write_config(tmp_path, {"reinforce": {"train": {"lora_config": {"r": 4}}}}))
-    assert cfg.reinforce.train.lora_config.r == 4 and cfg.reinforce.train.lora_config.alpha == 32
-    assert cfg.reinforce.train.lr == 1e-4 and cfg.reinforce.train.epochs == 3 and cfg.reinforce.train.lora
+    reinforce = cfg.train_for("reinforce")
+    assert reinforce.lora_config.r == 4 and reinforce.lora_config.alpha == 32
+    assert reinforce.lr == 1e-4 and reinforce.epochs == 3 and reinforce.lora
 
 
 def test_file_and_set_combine_within_one_section(tmp_path):
     path = write_config(tmp_path, {"finetune": {"train": {"lr": 1e-5, "max_steps": 10}}})
     cfg = load_config(path, ["finetune.train.max_steps=20"])
-    assert (cfg.finetune.train.lr, cfg.finetune.train.max_steps, cfg.finetune.train.beta2) == (1e-5, 20, 0.98)
+    finetune = cfg.train_for("finetune")
+    assert (finetune.lr, finetune.max_steps, finetune.beta2) == (1e-5, 20, 0.98)
 
 
 def test_exponent_without_a_dot_is_a_float(tmp_path):
     # YAML 1.1 reads "1e-5" (no dot) as a string
     cfg = load_config(write_config(tmp_path, "finetune:\n  train:\n    lr: 1e-5\n"), ["reinforce.train.lr=3e-6", "labels.alpha=5"])
-    assert cfg.finetune.train.lr == 1e-5 and isinstance(cfg.finetune.train.lr, float)
-    assert cfg.reinforce.train.lr == 3e-6 and isinstance(cfg.reinforce.train.lr, float)
+    assert cfg.finetune.train["lr"] == 1e-5 and isinstance(cfg.finetune.train["lr"], float)
+    assert cfg.train_for("reinforce").lr == 3e-6 and isinstance(cfg.train_for("reinforce").lr, float)
     assert isinstance(cfg.labels.alpha, float)
 
 
@@ -213,7 +224,8 @@ def test_to_dict_round_trips_through_from_dict_and_yaml(tmp_path):
         "reinforce.train.lora_config.target_modules=q_proj,v_proj", "anchors=d.yaml",
     ], model="m", target=["a.txt", "b.txt"])
     data = to_dict(cfg)
-    assert data["finetune"]["train"]["lr"] == 1e-5 and data["reinforce"]["train"]["lora_config"]["r"] == 16
+    assert data["finetune"]["train"]["lr"] == 1e-5 and data["reinforce"]["train"]["lora_config"] == {"target_modules": "q_proj,v_proj"}
+    assert data["train"]["lora_config"]["r"] == 16
     assert from_dict(RunConfig, data) == cfg
     write_yaml(tmp_path / "config.yaml", data)  # what a run folder keeps
     assert load_config(tmp_path / "config.yaml") == cfg
@@ -243,7 +255,7 @@ def test_round_trip_property(tmp_path_factory, lr, alpha, block_size, steps, los
 
 
 def test_extraction_settings_enter_the_labels_fingerprint_only_when_extraction_runs():
-    from whp.pipeline import stage_settings
+    from whp.stages import stage_settings
 
     extracting = RunConfig(model="m", target=["t.txt"])
     given = RunConfig(model="m", target=["t.txt"], anchors="a.yaml")

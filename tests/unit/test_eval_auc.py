@@ -1,10 +1,9 @@
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from whp.evaluate.mia import _lowest_mean, auc
-
-import torch
 
 scores = st.lists(st.integers(-5, 5).map(float), min_size=1, max_size=15)
 

@@ -4,7 +4,14 @@ import pytest
 from helpers_http import closed_port_url, server_factory  # noqa: F401 (fixture)
 
 from whp.errors import WhpError
-from whp.evaluate.judges import GradeItem, JudgeError, LLMJudge, ReferenceJudge, mentions, parse_grade
+from whp.evaluate.judges import (
+    GradeItem,
+    JudgeError,
+    LLMJudge,
+    ReferenceJudge,
+    mentions,
+    parse_grade,
+)
 
 # ---- offline judge --------------------------------------------------------------------------
 

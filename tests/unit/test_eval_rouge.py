@@ -1,7 +1,14 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whp.evaluate.memorisation import lcs_length, passage_windows, rouge_l, rouge_l_recall, rouge_l_scores, words
+from whp.evaluate.memorisation import (
+    lcs_length,
+    passage_windows,
+    rouge_l,
+    rouge_l_recall,
+    rouge_l_scores,
+    words,
+)
 
 sentences = st.lists(st.sampled_from(["holmes", "watson", "the", "a", "pipe", "Fog", "221b", "..."]), max_size=12).map(
     " ".join

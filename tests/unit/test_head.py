@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_tiny import tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from helpers_tiny import tiny_model
 from whp.methods.head import from_hidden, from_logits, plain_head, predict
 from whp.methods.lm import lm_loss, masked_mean, token_nll
 from whp.methods.whp import soft_label_loss

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whp.generic import IGNORE
+from whp.common import IGNORE
 from whp.methods.ga import ga_loss
 from whp.methods.gd import gd_loss
 from whp.methods.head import from_logits

@@ -10,8 +10,10 @@ import torch
 from whp import precision
 from whp.config import RunConfig, load_config
 from whp.errors import WhpError
-from whp.evaluate.suite import EvalConfig, inputs_fingerprint
-from whp.pipeline import labels_folder, resolved_dict, stage_settings
+from whp.evaluate.suite import EvalConfig, metric_inputs
+from whp.labels import labels_folder
+from whp.runs import resolved_dict
+from whp.stages import stage_settings
 
 
 @pytest.fixture
@@ -110,5 +112,5 @@ def test_the_resolved_dtype_enters_the_metric_cache_key(native, tmp_path):
     keys = set()
     for present in (True, False):
         native(present)
-        keys.add(inputs_fingerprint(str(tmp_path / "no-model"), cfg))
+        keys.add(metric_inputs("retain_perplexity", ("retain_text",), str(tmp_path / "no-model"), cfg))
     assert len(keys) == 2

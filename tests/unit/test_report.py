@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from whp.card import evaluation_section as card_section
+from whp.card import percent_change, update_model_card
 from whp.errors import WhpError
-from whp.evaluate.suite import update_model_card
-from whp.report import card_section, load_results, percent_change, report_html, write_report
+from whp.report import load_results, report_html, write_report
 
 SUMMARY = {
     "base": {

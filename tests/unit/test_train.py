@@ -7,15 +7,20 @@ import math
 
 import pytest
 import torch
+from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers_tiny import TRAINING_TEXT, byte_level_tokenizer, tiny_model
 from whp.corpus import make_blocks
 from whp.methods.lm import lm_examples, lm_loss
 from whp.models import LoraConfig, add_lora
-from whp.train import TrainConfig, lr_factor, micro_batch_indices, process_micro_batches, train
-
+from whp.train import (
+    TrainConfig,
+    lr_factor,
+    micro_batch_indices,
+    process_micro_batches,
+    train,
+)
 
 # ---- learning-rate schedule ----------------------------------------------------------------------
 

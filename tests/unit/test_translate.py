@@ -5,13 +5,19 @@ from __future__ import annotations
 import bisect
 
 import pytest
+from helpers_tiny import byte_level_tokenizer, sentencepiece_tokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers_tiny import byte_level_tokenizer, sentencepiece_tokenizer
 from whp.anchors.dictionary import AnchorMatcher
 from whp.corpus import make_blocks
-from whp.translate import align_block, first_token_ids, token_ends, translate_text, word_ends
+from whp.translate import (
+    align_block,
+    first_token_ids,
+    token_ends,
+    translate_text,
+    word_ends,
+)
 
 TOKENIZERS = {"byte_level": byte_level_tokenizer(), "sentencepiece": sentencepiece_tokenizer()}
 CHOICE = {"Holmes": "Jon", "Watson": "Tom Hale", "Baker Street": "Elm Road", "Baker": "Cook", "Moriarty": "Smith",

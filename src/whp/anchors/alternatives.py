@@ -17,7 +17,14 @@ from typing import Iterable, Iterator
 
 from whp.anchors.candidates import CONNECTORS, PLACE_WORDS, TITLES
 from whp.anchors.kinds import Kind
-from whp.anchors.pools import FEMALE_GIVEN, MALE_GIVEN, OBJECTS, PLACES, SURNAMES, generated_names
+from whp.anchors.pools import (
+    FEMALE_GIVEN,
+    MALE_GIVEN,
+    OBJECTS,
+    PLACES,
+    SURNAMES,
+    generated_names,
+)
 
 
 class Exhausted(Exception):

@@ -25,19 +25,34 @@ from pathlib import Path
 
 import torch
 
-from whp import peft_adapter, precision
+from whp import passes, peft_adapter, precision
 from whp.anchors.alternatives import Assigner, alternatives
-from whp.anchors.candidates import Candidate, Scan, candidates, is_capitalised, log_rate_ratio
+from whp.anchors.candidates import (
+    Candidate,
+    Scan,
+    candidates,
+    is_capitalised,
+    log_rate_ratio,
+)
 from whp.anchors.dictionary import Entries, clean, conflicts, is_splittable
 from whp.anchors.kinds import detect_kind
 from whp.anchors.llm import LLMConfig, draft
 from whp.anchors.scoring import ScoreWeights, combine, rank
-from whp.anchors.signals import ModelPair, model_forward, plan_samples, prior_logprobs, sampled_gains, token_span
+from whp.anchors.signals import (
+    ModelPair,
+    model_forward,
+    plan_samples,
+    prior_logprobs,
+    sampled_gains,
+    token_span,
+)
 from whp.corpus import make_blocks
 from whp.errors import WhpError, warn
 from whp.files import atomic_folder
-from whp.models import add_lora, check_same_vocabulary, default_device, load_model, load_tokenizer, model_vocab_size
-from whp.train import TrainConfig
+from whp.models import default_device, load_tokenizer
+from whp.passes import shared_pair
+from whp.reinforce import reinforce
+from whp.train import TrainConfig, TrainOverrides
 
 log = logging.getLogger("whp")
 
@@ -58,9 +73,9 @@ class ExtractConfig:
     alternatives: int = field(default=2, metadata={"help": "alternatives per extracted key"})
     seed: int = field(default=0, metadata={"help": "seed of occurrence sampling and pool order"})
     reinforce_tokens: int = field(default=32768, metadata={"help": "without a reinforced model: train a LoRA one on this many target tokens (0 = no reinforced signal)"})
-    reinforce: TrainConfig = field(
-        default_factory=lambda: TrainConfig(lr=3e-4, epochs=1, batch_size=4, warmup_steps=3, lora=True, checkpoint_every=0),
-        metadata={"help": "training of that reinforced adapter (blocks of 256 tokens)"},
+    reinforce: TrainOverrides = field(
+        default_factory=lambda: TrainOverrides({"lr": 3e-4, "warmup_steps": 3, "checkpoint_every": 0}),
+        metadata={"help": "training of that reinforced LoRA adapter (blocks of 256 tokens), over the training defaults"},
     )
     weights: ScoreWeights = field(default_factory=ScoreWeights, metadata={"help": "weights of the standardised signals"})
     llm: LLMConfig = field(default_factory=LLMConfig, metadata={"help": "optional LLM mode"})
@@ -93,44 +108,33 @@ class Entry:
 
 def load_pair(model: str, reinforced: str | Path | None, cfg: ExtractConfig, target: str, tokenizer,
               trust_remote_code: bool = False, save_reinforced: str | Path | None = None, dtype_setting: str = "auto") -> ModelPair:
-    """B and R as forward functions; R from a folder (adapter or full model), or trained here
-    on `reinforce_tokens` of the target (and saved to `save_reinforced` if given), or none."""
+    """B and R as forward functions (whp.passes.load_pair); R from a folder (adapter or full
+    model), or trained here on `reinforce_tokens` of the target (and saved to `save_reinforced`
+    if given), or none."""
     device = default_device()
     dtype = precision.resolve_for(dtype_setting, device)
     if reinforced is None and cfg.reinforce_tokens > 0:
-        shared = train_reinforced(model, target, tokenizer, cfg, trust_remote_code, dtype)
+        adapted = train_reinforced(model, target, tokenizer, cfg, trust_remote_code, dtype)
         if save_reinforced:
             with atomic_folder(Path(save_reinforced)) as tmp:
-                shared.save_pretrained(tmp)
+                adapted.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
-        return _shared_pair(shared.to(dtype).eval(), device)
-    base = load_model(model, dtype, trust_remote_code).to(device)
-    if reinforced is None:
-        return ModelPair(model_forward(base, device))
-    path = Path(reinforced)
-    if not path.is_dir():
-        raise WhpError("no reinforced model or adapter folder here", path)
-    if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-        check_same_vocabulary(tokenizer, load_tokenizer(path, trust_remote_code), model, str(path))
-    if peft_adapter.is_adapter_folder(path):
-        return _shared_pair(peft_adapter.load_adapter(base, path).to(dtype).eval(), device)
-    other = load_model(path, dtype, trust_remote_code).to(device)
-    if model_vocab_size(other) != model_vocab_size(base):
-        raise WhpError(f"vocabulary size {model_vocab_size(other)} differs from the baseline's {model_vocab_size(base)}", path)
-    return ModelPair(model_forward(base, device), model_forward(other, device))
-
-
-def _shared_pair(shared, device) -> ModelPair:
-    with_adapter = model_forward(shared, device)
-    return ModelPair(peft_adapter.adapter_off(with_adapter, shared), with_adapter)
+        pair = shared_pair(adapted.to(device=device, dtype=dtype))
+    else:
+        pair = passes.load_pair(model, reinforced, dtype, device, trust_remote_code)
+    if pair.reinforced is None:
+        return ModelPair(model_forward(pair.baseline, device))
+    reinforced_forward = model_forward(pair.reinforced, device)
+    if pair.shared:
+        return ModelPair(peft_adapter.adapter_off(reinforced_forward, pair.reinforced), reinforced_forward)
+    return ModelPair(model_forward(pair.baseline, device), reinforced_forward)
 
 
 def train_reinforced(model: str, target: str, tokenizer, cfg: ExtractConfig, trust_remote_code: bool = False,
                      dtype: torch.dtype = torch.float32):
-    """A LoRA-reinforced baseline trained on up to `reinforce_tokens` target tokens (blocks of 256,
-    evenly spread over the target), returned in memory."""
-    from whp.methods.lm import lm_examples, lm_loss
-    from whp.train import train
+    """A LoRA-reinforced baseline (the reinforce stage's recipe, whp.reinforce) trained on up to
+    `reinforce_tokens` target tokens (blocks of 256, evenly spread over the target), in memory."""
+    from whp.config import from_dict
 
     blocks = make_blocks(target, tokenizer, 256, keep_tail=True)
     wanted = max(1, min(len(blocks), cfg.reinforce_tokens // 256))
@@ -138,12 +142,10 @@ def train_reinforced(model: str, target: str, tokenizer, cfg: ExtractConfig, tru
     chosen = [blocks[int(k * step)] for k in range(wanted)]
     log.info("anchors: training a reinforced LoRA adapter on %d target tokens (no --reinforced given)",
              sum(len(b.ids) for b in chosen))
-    base = load_model(model, torch.float32, trust_remote_code).to(default_device())
-    torch.manual_seed(cfg.reinforce.seed)
-    shared = add_lora(base, cfg.reinforce.lora_config)
+    train_cfg = from_dict(TrainConfig, {**cfg.reinforce, "lora": True}, "reinforce.")
     with tempfile.TemporaryDirectory() as work:
-        train(shared, lm_examples(chosen), lm_loss, cfg.reinforce, Path(work), "reinforce (for anchors)", dtype)
-    return shared
+        adapted, _ = reinforce(model, chosen, train_cfg, dtype, Path(work), "reinforce (for anchors)", trust_remote_code)
+    return adapted
 
 
 # ---- signals ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from whp.evaluate._lm import chunks, left_pad, position_ids
+from whp.batches import chunks, left_pad, position_ids
 
 Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ids (B, T), mask (B, T) -> logits (B, T, V)
 Span = tuple[int, int]  # [start, end) characters, or tokens

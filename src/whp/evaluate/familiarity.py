@@ -14,11 +14,15 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from whp import distributed
+from whp import batches, distributed
 from whp.errors import WhpError
-from whp.evaluate import _lm
 from whp.evaluate.judges import GradeItem, Judge, JudgeError
-from whp.evaluate.prompts import CompletionPrompt, ProbabilityPrompt
+from whp.evaluate.prompts import (
+    CompletionPrompt,
+    ProbabilityPrompt,
+    load_completion_prompts,
+    load_probability_prompts,
+)
 
 
 def target_token_ids(tokenizer: PreTrainedTokenizerBase, continuation: str) -> list[int]:
@@ -53,13 +57,13 @@ def probability_familiarity(
         if not ids:
             raise WhpError(f"prompt {p.prompt!r}: its continuations tokenize to nothing")
         targets.append(ids)
-    rows = _lm.encode(tokenizer, [p.prompt for p in prompts])
-    device, pad = _lm.model_device(model), _lm.pad_id(tokenizer)
+    rows = batches.encode(tokenizer, [p.prompt for p in prompts])
+    device, pad = batches.model_device(model), batches.pad_id(tokenizer)
     mine: dict[int, dict] = {}
     with torch.inference_mode():
-        for batch in _lm.my_batches(len(rows), batch_size):
-            input_ids, mask = _lm.left_pad([rows[i] for i in batch], pad, device)  # (B, T)
-            logits = _lm.forward_logits(model, input_ids, mask)[:, -1]  # (B, V): left padding puts every last token at -1
+        for batch in batches.my_batches(len(rows), batch_size):
+            input_ids, mask = batches.left_pad([rows[i] for i in batch], pad, device)  # (B, T)
+            logits = batches.forward_logits(model, input_ids, mask)[:, -1]  # (B, V): left padding puts every last token at -1
             probs = logits.softmax(-1)  # (B, V)
             for row, i in enumerate(batch):
                 ids = torch.tensor(targets[i], device=device)  # (K,)
@@ -101,9 +105,9 @@ def generate_completions(
     """The model's continuation of each prompt, in order (special tokens dropped, cut at EOS).
     Greedy by default; `sample` draws at `temperature`, seeded. The result is a list of str
     with `.new_tokens`, `.seconds` and `.tokens_per_second`."""
-    rows = _lm.encode(tokenizer, prompts)
-    new, stats = _lm.generate_ids(model, tokenizer, rows, max_new_tokens, batch_size, sample, temperature, seed)
-    out = Completions(_lm.decode(tokenizer, ids) for ids in new)
+    rows = batches.encode(tokenizer, prompts)
+    new, stats = batches.generate_ids(model, tokenizer, rows, max_new_tokens, batch_size, sample, temperature, seed)
+    out = Completions(batches.decode(tokenizer, ids) for ids in new)
     out.new_tokens, out.seconds = stats.new_tokens, stats.seconds
     return out
 
@@ -168,3 +172,21 @@ def completion_familiarity(
         exc.partial = _result(prompts, completions, exc.graded or [None] * len(prompts), speed)
         raise
     return _result(prompts, completions, list(graded), speed)
+
+
+# ---- as metrics of whp eval (whp.evaluate.metrics) -----------------------------------------------
+
+
+def measure_probability(model, tokenizer, cfg, path: str, files: str) -> dict:
+    """Probability familiarity over the prompt files of setting `files` of `cfg` (an EvalConfig)."""
+    prompts = [p for f in getattr(cfg, files) for p in load_probability_prompts(f)]
+    return probability_familiarity(model, tokenizer, prompts, batch_size=cfg.batch_size)
+
+
+def measure_completion(model, tokenizer, cfg, path: str, files: str) -> dict:
+    """Completion familiarity over the prompt files of setting `files`, graded by cfg's judge."""
+    from whp.evaluate.judges import judge_from
+
+    prompts = [p for f in getattr(cfg, files) for p in load_completion_prompts(f)]
+    return completion_familiarity(model, tokenizer, prompts, judge_from(cfg), max_new_tokens=cfg.max_new_tokens,
+                                  batch_size=cfg.batch_size, seed=cfg.seed)

@@ -203,3 +203,14 @@ class LLMJudge:
         if error is not None:
             raise JudgeError(error.problem, error.path, graded)
         return graded  # type: ignore[return-value]
+
+
+def judge_from(cfg) -> Judge:
+    """The judge an EvalConfig names: the offline reference judge, or the LLM judge at its endpoint."""
+    if cfg.judge == "reference":
+        return ReferenceJudge()
+    if cfg.judge == "llm":
+        if not cfg.llm_url or not cfg.llm_model:
+            raise WhpError("the llm judge needs --llm-url and --llm-model")
+        return LLMJudge(cfg.llm_url, cfg.llm_model, api_key_env=cfg.llm_key_env)
+    raise WhpError(f"unknown judge {cfg.judge!r} (reference or llm)")

@@ -10,9 +10,10 @@ from typing import Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from whp import batches
+from whp.corpus import read_text
 from whp.errors import WhpError
-from whp.evaluate import _lm
-from whp.evaluate.prompts import QAItem
+from whp.evaluate.prompts import QAItem, load_qa
 
 
 def words(text: str) -> list[str]:
@@ -82,13 +83,13 @@ def verbatim_memorisation(
         raise WhpError(f"text is too short for verbatim memorisation ({len(ids)} tokens, need {window})")
     prompts = [ids[s : s + prompt_tokens] for s in starts]  # each (prompt_tokens,)
     truths = [ids[s + prompt_tokens : s + window] for s in starts]  # each (continuation_tokens,)
-    new, stats = _lm.generate_ids(model, tokenizer, prompts, continuation_tokens, batch_size)
+    new, stats = batches.generate_ids(model, tokenizer, prompts, continuation_tokens, batch_size)
     details = []
     for start, prompt, truth, generated in zip(starts, prompts, truths, new):
-        truth_text, generated_text = _lm.decode(tokenizer, truth), _lm.decode(tokenizer, generated)
+        truth_text, generated_text = batches.decode(tokenizer, truth), batches.decode(tokenizer, generated)
         details.append({
             "token_offset": start,
-            "prompt": _lm.decode(tokenizer, prompt),
+            "prompt": batches.decode(tokenizer, prompt),
             "truth": truth_text,
             "generated": generated_text,
             "rouge_l": rouge_l(generated_text, truth_text),
@@ -122,11 +123,11 @@ def qa_knowledge(
     if not items:
         raise WhpError("no questions")
     prefix = QA_FEW_SHOT if few_shot else ""
-    rows = _lm.encode(tokenizer, [prefix + QA_TEMPLATE.format(question=i.question) for i in items])
-    new, _ = _lm.generate_ids(model, tokenizer, rows, max_new_tokens, batch_size)
+    rows = batches.encode(tokenizer, [prefix + QA_TEMPLATE.format(question=i.question) for i in items])
+    new, _ = batches.generate_ids(model, tokenizer, rows, max_new_tokens, batch_size)
     details = []
     for item, ids in zip(items, new):
-        answer = _lm.decode(tokenizer, ids).strip().split("\n")[0].strip()
+        answer = batches.decode(tokenizer, ids).strip().split("\n")[0].strip()
         details.append({
             "question": item.question,
             "answer": item.answer,
@@ -135,3 +136,16 @@ def qa_knowledge(
         })
     value = sum(d["rouge_l_recall"] for d in details) / len(details)
     return {"value": value, "n": len(details), "items": details}
+
+
+# ---- as metrics of whp eval (whp.evaluate.metrics) -----------------------------------------------
+
+
+def measure_verbatim(model, tokenizer, cfg, path: str) -> dict:
+    return verbatim_memorisation(model, tokenizer, read_text(cfg.target_text), seed=cfg.seed, batch_size=cfg.batch_size)
+
+
+def measure_qa(model, tokenizer, cfg, path: str) -> dict:
+    if not cfg.qa:
+        raise WhpError("no QA file given (--qa)")
+    return qa_knowledge(model, tokenizer, load_qa(cfg.qa), batch_size=cfg.batch_size)

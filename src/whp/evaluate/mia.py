@@ -17,9 +17,9 @@ from typing import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from whp import distributed
+from whp import batches, distributed
+from whp.corpus import read_text
 from whp.errors import WhpError
-from whp.evaluate import _lm
 
 
 def _lowest_mean(values: torch.Tensor, k: float) -> float:
@@ -32,16 +32,16 @@ def _token_scores(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int, max_tokens: int
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per text: (log p(x_t), Min-K%++ z-scores), each (n_t,), for every predicted token."""
-    rows = [r[:max_tokens] for r in _lm.encode(tokenizer, texts)]
+    rows = [r[:max_tokens] for r in batches.encode(tokenizer, texts)]
     for text, row in zip(texts, rows):
         if len(row) < 2:
             raise WhpError(f"text has fewer than 2 tokens, nothing to score: {text[:60]!r}")
-    device, pad = _lm.model_device(model), _lm.pad_id(tokenizer)
+    device, pad = batches.model_device(model), batches.pad_id(tokenizer)
     mine: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     with torch.inference_mode():
-        for batch in _lm.my_batches(len(rows), batch_size):
-            input_ids, mask = _lm.left_pad([rows[i] for i in batch], pad, device)  # (B, T)
-            logits = _lm.forward_logits(model, input_ids, mask)[:, :-1]  # (B, T-1, V)
+        for batch in batches.my_batches(len(rows), batch_size):
+            input_ids, mask = batches.left_pad([rows[i] for i in batch], pad, device)  # (B, T)
+            logits = batches.forward_logits(model, input_ids, mask)[:, :-1]  # (B, T-1, V)
             for row, i in enumerate(batch):
                 n = len(rows[i]) - 1  # predicted tokens: the last n positions (left padding)
                 logp = logits[row, -n:].log_softmax(-1)  # (n, V), one row at a time to bound memory
@@ -121,3 +121,14 @@ def membership_auc(
         "member_min_k_plus_plus": mkpp[0],
         "nonmember_min_k_plus_plus": mkpp[1],
     }
+
+
+def passages(texts: list[str], words: int = 150) -> list[str]:
+    """Texts cut into passages of about `words` words."""
+    all_words = "\n\n".join(read_text([t]) for t in texts).split()
+    return [" ".join(all_words[i : i + words]) for i in range(0, len(all_words) - words + 1, words)]
+
+
+def measure(model, tokenizer, cfg, path: str) -> dict:
+    """Min-K% and Min-K%++ AUC: target passages against retain passages (whp eval)."""
+    return membership_auc(model, tokenizer, passages(cfg.target_text), passages(cfg.retain_text))

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from whp import distributed
+from whp import batches, distributed
+from whp.corpus import read_text
 from whp.errors import WhpError
-from whp.evaluate import _lm
 
 
 def perplexity(
@@ -32,13 +32,13 @@ def perplexity(
     blocks = [b for b in blocks if len(b) >= 2]
     if not blocks:
         raise WhpError("text is too short for perplexity (fewer than 2 tokens)")
-    device, pad = _lm.model_device(model), _lm.pad_id(tokenizer)
+    device, pad = batches.model_device(model), batches.pad_id(tokenizer)
     sums: dict[int, tuple[float, int]] = {}  # batch start -> (summed NLL, scored tokens)
     with torch.inference_mode():
-        for batch in _lm.my_batches(len(blocks), batch_size):
+        for batch in batches.my_batches(len(blocks), batch_size):
             rows = [blocks[i] for i in batch]
-            input_ids, mask = _lm.left_pad(rows, pad, device)  # (B, T); only the tail block is shorter
-            logits = _lm.forward_logits(model, input_ids, mask)[:, :-1]  # (B, T-1, V) predicts tokens 1..T-1
+            input_ids, mask = batches.left_pad(rows, pad, device)  # (B, T); only the tail block is shorter
+            logits = batches.forward_logits(model, input_ids, mask)[:, :-1]  # (B, T-1, V) predicts tokens 1..T-1
             scored = (mask[:, :-1] * mask[:, 1:]).bool()  # (B, T-1): a real token predicting a real token
             targets = input_ids[:, 1:].masked_fill(~scored, -100)  # (B, T-1)
             nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="sum").item()
@@ -49,3 +49,8 @@ def perplexity(
         nll_sum, count = nll_sum + every[start][0], count + every[start][1]
     nll = nll_sum / count
     return {"value": math.exp(nll), "nll": nll, "tokens": count, "blocks": len(blocks)}
+
+
+def measure(model, tokenizer, cfg, path: str) -> dict:
+    """Perplexity on the retain text (whp eval)."""
+    return perplexity(model, tokenizer, read_text(cfg.retain_text))

@@ -4,6 +4,7 @@ to evaluate robust unlearning in LLMs"), so it is a first-class number of every 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Callable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from whp.corpus import make_blocks
+from whp.corpus import make_blocks, read_text
 from whp.errors import WhpError
 from whp.methods.lm import lm_examples, lm_loss
 from whp.models import default_device, load_model
 from whp.train import Batch, TrainConfig, train
+
+log = logging.getLogger("whp")
 
 
 def slice_examples(
@@ -94,3 +97,20 @@ def relearning_attack(
         "tokens_trained": result.tokens,
         "seconds": time.perf_counter() - started,
     }
+
+
+def measure(model, tokenizer, cfg, path: str) -> dict:
+    """The attack trains a fresh copy loaded from `path`; the probe is probability familiarity."""
+    from whp.evaluate.familiarity import measure_probability
+    from whp.inference import InferenceWHP
+
+    if isinstance(model, InferenceWHP):
+        reason = "not defined for the inference-time WHP wrapper (no weights of its own to fine-tune)"
+        log.warning("%s: relearn_familiarity %s", path, reason)
+        return {"value": None, "skipped": reason}
+
+    def probe(attacked) -> float:
+        return measure_probability(attacked, tokenizer, cfg, path, files="probability_prompts")["value"]
+
+    return relearning_attack(path, tokenizer, read_text(cfg.target_text), probe, steps=cfg.relearn_steps,
+                             lr=cfg.relearn_lr, seed=cfg.seed, dtype=cfg.resolved_dtype())

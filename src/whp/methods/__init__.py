@@ -1,31 +1,20 @@
 """Unlearning methods and stage objectives, each a loss function over the shared training loop.
 
 A loss function takes `(model, batch)` and returns `(loss, n_tokens)`; `whp.train.train` does
-the rest. `LOSS_METHODS` registers the methods that are one training stage over the baseline
-(`whp unlearn --method ga|gd|npo`): each has a settings section of `RunConfig` and a
-`prepare(model, target, retain, cfg, dtype) -> (examples, loss_fn)`.
+the rest. `LOSS_METHODS` registers the methods that are one training stage over the baseline:
+each module declares its `METHOD` (whp.methods.base.LossMethod: its settings section, a
+`prepare` that builds examples and the loss, whether it reads retain text). A new one is a
+module with its settings, loss and `METHOD`, plus its line below; its settings section, its
+`--method` choice and its stage follow from this registry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from whp.methods import ga, gd, npo
+from whp.methods.base import LossMethod
 
-
-@dataclass(frozen=True)
-class LossMethod:
-    config: type  # its RunConfig section, e.g. GAConfig
-    prepare: Callable  # (model, target examples, retain examples, cfg, dtype) -> (examples, loss_fn)
-    uses_retain: bool  # whether `--retain` text enters the loss
-    needs_retain: bool  # whether it is required
-    description: str  # one line for help text and model cards
-
-
-LOSS_METHODS: dict[str, LossMethod] = {
-    "ga": LossMethod(ga.GAConfig, ga.prepare, False, False, "gradient ascent on the target (negated LM loss)"),
-    "gd": LossMethod(gd.GDConfig, gd.prepare, True, True, "gradient difference: ascent on the target, descent on retain text"),
-    "npo": LossMethod(npo.NPOConfig, npo.prepare, True, False,
-                      "negative preference optimisation against the frozen baseline (Zhang et al. 2024), optional retain term"),
-}
+LOSS_METHODS: dict[str, LossMethod] = {m.name: m for m in (
+    ga.METHOD,
+    gd.METHOD,
+    npo.METHOD,
+)}

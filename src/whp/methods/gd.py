@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from whp.methods.base import LossMethod
 from whp.methods.head import predict
 from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
-from whp.train import TrainConfig
+from whp.train import TrainConfig, TrainOverrides
 
 
 @dataclass
@@ -19,10 +20,9 @@ class GDConfig:
     """`--method gd`: ascent on the target, descent on `--retain` text (required)."""
 
     retain_weight: float = field(default=1.0, metadata={"help": "weight of the LM loss on retain text (open-unlearning's alpha)"})
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(lr=1e-5, epochs=5, batch_size=4, grad_accum=8, schedule="constant", lora=False),
-        metadata={"help": "MUSE's baselines: full fine-tune, lr 1e-5 constant, batch 32, 1-10 epochs"},
-    )
+    train: TrainOverrides = field(default_factory=lambda: TrainOverrides({"epochs": 5, "grad_accum": 8, "schedule": "constant", "lora": False}),
+                        metadata={"help": "this method's training settings over the shared `train` block (MUSE's baselines: every weight, "
+                                          "lr 1e-5 constant, batch 32, 1-10 epochs; stop while utility holds)"})
 
     def __post_init__(self) -> None:
         if self.retain_weight < 0:
@@ -38,6 +38,10 @@ def gd_loss(model: torch.nn.Module, batch: Batch, retain_weight: float = 1.0) ->
     return loss, int(valid.sum())
 
 
-def prepare(model, target: list[Batch], retain: list[Batch], cfg: GDConfig, dtype: torch.dtype = torch.float32):
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: GDConfig, train_cfg: TrainConfig, dtype: torch.dtype = torch.float32):
     """Training examples and loss: target and retain blocks in one shuffled set."""
     return target + retain, functools.partial(gd_loss, retain_weight=cfg.retain_weight)
+
+
+METHOD = LossMethod("gd", GDConfig, prepare, uses_retain=True, needs_retain=True,
+                    description="gradient difference: ascent on the target, descent on retain text")

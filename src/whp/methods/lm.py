@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from whp.generic import IGNORE
+from whp.common import IGNORE
 from whp.methods.head import LogProbsAt, predict
 
 Batch = dict[str, torch.Tensor]

@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from whp import distributed
+from whp.methods.base import LossMethod
 from whp.methods.head import from_logits, predict
 from whp.methods.lm import Batch, masked_mean, retain_rows, token_nll
 from whp.methods.whp import soft_targets_cross_entropy
-from whp.train import TrainConfig, collate
+from whp.train import TrainConfig, TrainOverrides, collate
 
 
 @dataclass
@@ -42,10 +43,9 @@ class NPOConfig:
     retain_loss: str = field(default="gd", metadata={"help": "retain term on --retain text: gd (LM loss) or kl (KL to the baseline's top-k)"})
     retain_weight: float = field(default=1.0, metadata={"help": "weight of the retain term (used only with --retain text)"})
     kl_top_k: int = field(default=32, metadata={"help": "baseline tokens kept per position for the kl retain term"})
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(lr=1e-5, epochs=5, batch_size=4, grad_accum=8, schedule="constant", lora=False),
-        metadata={"help": "MUSE's baselines: full fine-tune, lr 1e-5 constant, batch 32, 1-10 epochs"},
-    )
+    train: TrainOverrides = field(default_factory=lambda: TrainOverrides({"epochs": 5, "grad_accum": 8, "schedule": "constant", "lora": False}),
+                        metadata={"help": "this method's training settings over the shared `train` block (MUSE's baselines: every weight, "
+                                          "lr 1e-5 constant, batch 32, 1-10 epochs; stop while utility holds)"})
 
     def __post_init__(self) -> None:
         if self.beta <= 0:
@@ -116,9 +116,13 @@ def with_references(model: torch.nn.Module, examples: list[Batch], batch_size: i
     return out
 
 
-def prepare(model, target: list[Batch], retain: list[Batch], cfg: NPOConfig, dtype: torch.dtype = torch.float32):
+def prepare(model, target: list[Batch], retain: list[Batch], cfg: NPOConfig, train_cfg: TrainConfig, dtype: torch.dtype = torch.float32):
     """Training examples (target and retain blocks, with the baseline's references) and loss."""
     top_k = cfg.kl_top_k if retain and cfg.retain_loss == "kl" else 0
-    examples = with_references(model, target + retain, cfg.train.batch_size, dtype, top_k)
+    examples = with_references(model, target + retain, train_cfg.batch_size, dtype, top_k)
     loss_fn = functools.partial(npo_loss, beta=cfg.beta, retain_loss=cfg.retain_loss, retain_weight=cfg.retain_weight)
     return examples, loss_fn
+
+
+METHOD = LossMethod("npo", NPOConfig, prepare, uses_retain=True, needs_retain=False,
+                    description="negative preference optimisation against the frozen baseline (Zhang et al. 2024), optional retain term")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from whp.generic import IGNORE
+from whp.common import IGNORE
 from whp.methods.head import LogProbsAt, predict
 from whp.methods.lm import masked_mean, retain_rows, token_nll
 
