@@ -18,16 +18,16 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $@
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q --durations=10 -m slow
 
 demo: $(STAMP)
 	$(BIN)/whp demo
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/label_stage.py
+	$(BIN)/python benchmarks/stages.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

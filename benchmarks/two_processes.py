@@ -29,7 +29,7 @@ DEMO = ROOT / "src" / "whp" / "data" / "demo"
 def whp_command(processes: int, stage: str, out: Path, reinforced: str, steps: int) -> list[str]:
     launcher = [sys.executable, "-m", "whp.cli"] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), "-m", "whp.cli"]
-    return [*launcher, "-q", stage, "--config", str(DEMO / "config.yaml"), "--model", "smollm2-135m-instruct",
+    return [*launcher, "-q", stage, "--preset", "small", "--model", "smollm2-135m-instruct",
             "--target", *map(str, sorted((DEMO / "corpus").glob("*.txt"))), "--anchors", str(DEMO / "anchors.yaml"),
             "--retain", str(DEMO / "retain_train.txt"), "--reinforced", reinforced, "--out", str(out),
             "--set", f"finetune.train.max_steps={steps}", "--set", "finetune.train.batch_size=2",

@@ -54,6 +54,6 @@ def run_finetune(cfg: RunConfig, out: Path, record: RunRecord, labels: Path) -> 
     loss_fn = functools.partial(whp_loss, loss=cfg.finetune.loss, retain_weight=cfg.finetune.retain_weight)
     result = train(model, examples, loss_fn, train_cfg, out / "work" / "finetune", "fine-tune on generic labels", run_dtype(cfg))
     record.stage_done(cfg, "finetune", time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
-                      first_loss=result.losses[0], final_loss=result.losses[-1])
+                      tokens_forward_backward=result.tokens_forward_backward, first_loss=result.losses[0], final_loss=result.losses[-1])
     save_unlearned(cfg, train_cfg, model, result, tokenizer, destination, record)
     return destination

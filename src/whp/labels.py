@@ -286,8 +286,13 @@ def run_labels(cfg: RunConfig, out: Path, record: RunRecord) -> Path:
         stats.update(retain_blocks=retain_stats["blocks"], retain_seconds=retain_stats["compute_seconds"])
     stats = _summed_over_processes(stats)
     distributed.barrier()  # every shard is on disk
-    record.stage_done(cfg, "labels", time.perf_counter() - started, folder=folder.name, tokens=sum(len(b.ids) for b in blocks),
+    tokens = sum(len(b.ids) for b in blocks)
+    retain_tokens = sum(len(b.ids) for b in retain_blocks) if cfg.retain else 0
+    forward = tokens * (2 if reinforced is not None and cfg.labels.alpha > 0 else 1) + retain_tokens
+    record.stage_done(cfg, "labels", time.perf_counter() - started, folder=folder.name, tokens=tokens, tokens_forward=forward,
                       dictionary_keys=len(dictionary), processes=distributed.world_size(), **stats)
+    log.info("labels: %d anchor occurrences and %d labelled positions in %d target tokens", stats["anchors"],
+             stats["labelled_positions"], tokens)
     if distributed.is_main():
         mark_complete(folder, len(blocks), cfg.labels.shard_blocks)
     distributed.barrier()

@@ -35,6 +35,6 @@ def run_loss_method(cfg: RunConfig, out: Path, record: RunRecord) -> Path:
     examples, loss_fn = method.prepare(model, target, retain, settings, train_cfg, run_dtype(cfg))
     result = train(model, examples, loss_fn, train_cfg, out / "work" / cfg.method, cfg.method, run_dtype(cfg))
     record.stage_done(cfg, cfg.method, time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
-                      first_loss=result.losses[0], final_loss=result.losses[-1], blocks=len(target), retain_blocks=len(retain))
+                      tokens_forward_backward=result.tokens_forward_backward, first_loss=result.losses[0], final_loss=result.losses[-1], blocks=len(target), retain_blocks=len(retain))
     save_unlearned(cfg, train_cfg, model, result, tokenizer, destination, record)
     return destination

@@ -64,5 +64,5 @@ def run_reinforce(cfg: RunConfig, out: Path, record: RunRecord) -> Path:
             save_model(model, tokenizer, destination)
     distributed.barrier()
     record.stage_done(cfg, "reinforce", time.perf_counter() - started, steps=result.steps, tokens=result.tokens,
-                      final_loss=result.losses[-1], blocks=len(blocks))
+                      tokens_forward_backward=result.tokens_forward_backward, final_loss=result.losses[-1], blocks=len(blocks))
     return destination

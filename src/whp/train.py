@@ -84,8 +84,9 @@ class TrainConfig:
 class TrainResult:
     steps: int
     losses: list[float]
-    tokens: int
+    tokens: int  # positions that carried a loss
     seconds: float
+    tokens_forward_backward: int = 0  # every position of every block run forward and backward (compute)
     state_dict: dict[str, torch.Tensor] | None = None  # sharded runs: the trained weights, on the main process only
 
 
@@ -118,6 +119,12 @@ def micro_batch_indices(n_examples: int, batch_size: int, seed: int, micro_index
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n_examples, generator=generator).tolist()
     return order[within * batch_size : (within + 1) * batch_size]
+
+
+def processed_tokens(n_examples: int, width: int, cfg: TrainConfig, steps: int) -> int:
+    """Tokens run forward and backward in `steps` steps over examples `width` tokens wide."""
+    micro = steps * cfg.grad_accum
+    return width * sum(len(micro_batch_indices(n_examples, cfg.batch_size, cfg.seed, m)) for m in range(micro))
 
 
 def collate(examples: Sequence[Batch]) -> Batch:
@@ -293,4 +300,5 @@ def train(
     if cfg.gradient_checkpointing:
         _set_activation_checkpointing(model, False)
     state_dict = distributed.full_state_dict(acc, prepared) if distributed.is_sharded(acc) else None
-    return TrainResult(steps=step, losses=losses, tokens=tokens, seconds=time.perf_counter() - started, state_dict=state_dict)
+    return TrainResult(steps=step, losses=losses, tokens=tokens, seconds=time.perf_counter() - started, state_dict=state_dict,
+                       tokens_forward_backward=processed_tokens(len(examples), width, cfg, step))

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from whp.cli import main
 
+pytestmark = pytest.mark.subprocess
 WORKER = Path(__file__).with_name("distributed_worker.py")
 SETTINGS = [
     "--set", "corpus.block_size=48",

@@ -96,3 +96,24 @@ def test_prompts_command_drafts_loadable_prompts(tmp_path, capsys):
     drafted = load_completion_prompts(out)
     assert 0 < len(drafted) <= 5
     assert all(ref in ("Holmes", "Moriarty", "Watson") and ref not in p.prompt for p in drafted for ref in p.references)
+
+
+def test_a_model_measured_before_is_not_measured_again_in_another_folder(setup, tmp_path, caplog):
+    """The machine's metric cache: the same model, files and settings in a new output folder reuse
+    the record (the base model of every demo or comparison); a changed setting of one metric
+    recomputes that metric only."""
+    caplog.set_level("INFO", logger="whp")
+    args = ["eval", "--model", str(setup / "base"), "--prompts", str(setup / "prob.jsonl"), str(setup / "comp.jsonl"),
+            "--metrics", "familiarity_probability", "familiarity_completion", "--set", "max_new_tokens=4"]
+    assert main(["-q", *args, "--out", str(tmp_path / "first")]) == 0
+    first = {m: json.loads((tmp_path / "first" / "base" / f"{m}.json").read_text()) for m in ("familiarity_probability", "familiarity_completion")}
+    caplog.clear()
+    assert main([*args, "--out", str(tmp_path / "second")]) == 0
+    second = {m: json.loads((tmp_path / "second" / "base" / f"{m}.json").read_text()) for m in first}
+    assert second == first
+    assert sum("reused from this machine's metric cache" in r.message for r in caplog.records) == 2
+    caplog.clear()
+    assert main(["-q", *args, "--set", "max_new_tokens=5", "--out", str(tmp_path / "third")]) == 0
+    third = {m: json.loads((tmp_path / "third" / "base" / f"{m}.json").read_text()) for m in first}
+    assert third["familiarity_probability"] == first["familiarity_probability"], "not a setting of this metric"
+    assert third["familiarity_completion"]["inputs"] != first["familiarity_completion"]["inputs"]

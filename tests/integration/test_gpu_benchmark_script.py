@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "gpu_1b.py"
 
 
+@pytest.mark.subprocess
 def test_gpu_script_runs_its_tiny_size_on_cpu(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--size", "tiny", "--repeat", "1", "--steps", "2", "--out", str(tmp_path),
                            "--dtype", "float32"],

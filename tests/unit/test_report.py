@@ -37,10 +37,10 @@ def _details() -> dict:
         model: {
             "familiarity_completion": {
                 "metric": "familiarity_completion", "model": model, "value": SUMMARY[model]["familiarity_completion"],
-                "per_prompt": [{"prompt": "The man who called at <221B> was", "completion": completions[model],
+                "prompts": [{"prompt": "The man who called at <221B> was", "completion": completions[model],
                                 "grade": 3 if model == "base" else 0, "reason": "names"}],
             },
-            "relearn_familiarity": {"metric": "relearn_familiarity", "model": model, "before": 0.2, "after": 0.15},
+            "relearn_familiarity": {"metric": "relearn_familiarity", "model": model, "probe_before": 0.2, "probe_after": 0.15},
         }
         for model in SUMMARY
     }  # fmt: skip
@@ -102,7 +102,7 @@ def test_load_results_merges_folders(tmp_path):
         _write_folder(tmp_path / model, model, SUMMARY[model], details[model])
     summary, loaded = load_results([tmp_path / "base", tmp_path / "unlearned"])
     assert summary == SUMMARY
-    assert loaded["base"]["familiarity_completion"]["per_prompt"][0]["completion"] == NASTY
+    assert loaded["base"]["familiarity_completion"]["prompts"][0]["completion"] == NASTY
     assert loaded["unlearned"]["benchmark_piqa"]["value"] == 0.677
 
 
@@ -179,13 +179,13 @@ def test_runs_table_names_methods_compute_and_changes():
 
 
 def test_scatter_groups_a_sweep_and_names_its_points():
-    from whp.report import _familiarity_scatter, _point_name
+    from whp.plots import _point_name, familiarity_scatter
 
     assert _point_name("npo_lr1e-4-s80", "npo_lr1e-4") == "s80"
     assert _point_name("npo", "npo") == ""
     assert _point_name("base", "baseline") == "base"
     summary = {"base": SUMMARY["base"], **{f"ga-s{k}": {**SUMMARY["unlearned"], "retain_perplexity": 19 + k} for k in (1, 2, 3)}}
-    fig = _familiarity_scatter(summary, {"base": "baseline", **{f"ga-s{k}": "ga" for k in (1, 2, 3)}})
+    fig = familiarity_scatter(summary, {"base": "baseline", **{f"ga-s{k}": "ga" for k in (1, 2, 3)}})
     perplexity_axis = fig.axes[0]
     assert perplexity_axis.get_xscale() == "log"
     lines = {line.get_label(): line for line in perplexity_axis.get_lines()}

@@ -302,3 +302,18 @@ def test_gradient_checkpointing_changes_no_number(examples):
     for name, value in parameters(checkpointed).items():
         torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
     assert not any(getattr(m, "gradient_checkpointing", False) for m in checkpointed.modules()), "switched off after training"
+
+
+def test_training_states_its_plan_and_expected_time(examples, caplog, monkeypatch):
+    """Before a long stage: the tokens it will train on, then, after two measured steps, the
+    expected time of the rest; on a CPU a long run names the preset made for it."""
+    import whp.train
+
+    caplog.set_level("INFO", logger="whp")
+    monkeypatch.setattr(whp.train, "LONG_ON_A_CPU_S", 0.0)
+    tokenizer, data = examples
+    train(tiny_model(len(tokenizer)), data, lm_loss, resume_config(max_steps=4, checkpoint_every=0), desc="demo stage")
+    messages = [r.message for r in caplog.records]
+    assert "demo stage: 4 steps x 4 blocks of 24 tokens = 384 tokens forward+backward" in messages
+    assert any(m.startswith("demo stage: about ") and m.endswith(" left at the measured speed") for m in messages)
+    assert any("--preset small" in m for m in messages)
