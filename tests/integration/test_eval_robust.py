@@ -1,5 +1,5 @@
 """`whp eval --suite robust` on tiny models: every robustness metric's record, the skip of chat
-familiarity without a chat template, and bad input."""
+familiarity without a chat template, the report's relearning curve, and bad input."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def test_the_robust_suite_measures_every_robustness_metric(world, tmp_path):
     assert 0 <= probe["value"] <= 1 and 0 <= probe["reference_accuracy"] <= 1 and 0 <= probe["chance"] <= 1
     assert run["chat_completion"] == {**run["chat_completion"], "value": None, "skipped": "the tokenizer has no chat template"}
     assert summary["run"]["chat_completion"] is None
-    assert "Robustness (attacks)" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "Robustness (attacks)" in html and "Familiarity along the relearning attack" in html
+    assert "chat_completion for run: the tokenizer has no chat template" in html
     card = (world / "run" / "model" / "README.md").read_text()
     assert "| chat_completion | — | lower = forgotten |" in card and "| relearn_curve |" in card
 
