@@ -134,7 +134,9 @@ def _add_eval_arguments(parser: argparse.ArgumentParser, models: bool = True) ->
     parser.add_argument("--prompts", nargs="+", default=[],
                         help="prompt files: probability prompts ({prompt, continuations}) or completion prompts "
                              "({prompt, references}), told apart by their fields (default: the built-in Sherlock set)")
-    parser.add_argument("--metrics", nargs="+", help="subset of metrics to run")
+    parser.add_argument("--suite", choices=["standard", "robust", "all"],
+                        help="which metrics run: standard (the default), robust (attacks that try to bring the target back) or all")
+    parser.add_argument("--metrics", nargs="+", help="subset of metrics to run (any suite)")
     parser.add_argument("--benchmarks", nargs="+", help="lm-eval tasks, e.g. whp_arc_easy whp_piqa (local) or arc_easy (hub)")
     parser.add_argument("--benchmark-data", help="folder of the local benchmark jsonl files")
     parser.add_argument("--limit", type=int, help="items per benchmark task")
@@ -157,7 +159,7 @@ def _eval_config(args: argparse.Namespace):
     if metrics and args.benchmarks and BENCHMARKS not in metrics:  # --benchmarks asks for them, whatever --metrics lists
         metrics = [*metrics, BENCHMARKS]
     return load_config(args.config, args.overrides, cls=EvalConfig, probability_prompts=by_kind["probability"],
-                       completion_prompts=by_kind["completion"], metrics=metrics, benchmarks=args.benchmarks,
+                       completion_prompts=by_kind["completion"], suite=args.suite, metrics=metrics, benchmarks=args.benchmarks,
                        benchmark_data=args.benchmark_data, benchmark_limit=args.limit, judge=args.judge,
                        llm_url=args.llm_url, llm_model=args.llm_model)
 

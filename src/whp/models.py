@@ -180,6 +180,18 @@ def model_identity(path: str | Path) -> dict:
     return identity
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "tokenizer.model", "vocab.json", "merges.txt")
+
+
+def tokenizer_identity(path: str | Path) -> dict:
+    """What identifies a model folder's tokenizer, its chat template included: its files' contents
+    (a hash each); {} for a model that is not a local folder."""
+    folder = Path(resolve_model_path(path))
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in TOKENIZER_FILES
+            if (folder / name).is_file()}
+
+
 # ---- the demo model -------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """The report's figures (matplotlib, no display): bar charts per metric group, benchmark bars,
-and familiarity against general ability (one colour per method in `whp compare`)."""
+familiarity against general ability (one colour per method in `whp compare`), and familiarity
+along the relearning attack."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 from typing import Any
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from whp.evaluate.metrics import (
     BENCHMARK_GROUP,
@@ -155,6 +156,31 @@ def familiarity_scatter(summary: Summary, methods: dict[str, str] | None = None)
         ax.grid(alpha=0.3)
         if methods:
             ax.legend(fontsize=8)
+    return fig
+
+
+RELEARN_LINES = {"full": "-", "lora": "--"}  # line style of each relearning attack
+
+
+def relearn_curve_figure(curves: dict[str, dict[str, dict]]) -> Figure | None:
+    """Probability familiarity (y) against relearning steps (x), one colour per model, a solid line
+    for the full fine-tune and a dashed one for LoRA. `curves`: {model: {mode: {"steps", "probe"}}}
+    (the relearn_curve record's "curves"); None when there is none."""
+    if not curves:
+        return None
+    colours = _colours(list(curves))
+    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for model, modes in curves.items():
+        for mode, curve in modes.items():
+            ax.plot(curve["steps"], curve["probe"], RELEARN_LINES.get(mode, ":"), marker="o", ms=5,
+                    color=colours[model], label=f"{model} ({mode})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("fine-tuning steps on held-out target text")
+    ax.set_ylabel("probability familiarity (lower = forgotten)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
 
 

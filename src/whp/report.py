@@ -31,6 +31,7 @@ from whp.plots import (
     grouped_metrics,
     mean_benchmark_accuracy,
     png,
+    relearn_curve_figure,
 )
 
 Summary = dict[str, dict[str, float]]  # model label → metric → value
@@ -170,6 +171,25 @@ def relearn_table_html(details: Details) -> str:
     return intro + _table(["model", "familiarity before attack", "after attack"], rows)
 
 
+def relearn_curve_html(details: Details) -> str:
+    """Familiarity against relearning steps, every model's curves in one plot ('' when no model has one)."""
+    curves = {m: records["relearn_curve"]["curves"] for m, records in details.items()
+              if "curves" in records.get("relearn_curve", {})}
+    fig = relearn_curve_figure(curves)
+    if fig is None:
+        return ""
+    caption = "Familiarity along the relearning attack"
+    return (f"<h2>{caption}</h2><p>Probability familiarity after each number of fine-tuning steps on target text "
+            f"the model never trained on: solid, every weight; dashed, a LoRA adapter.</p>{_img(caption, fig)}")
+
+
+def skipped_html(details: Details) -> str:
+    """The metrics that did not apply to a model, with the reason ('' when none)."""
+    rows = [f"<li>{_esc(metric)} for {_esc(model)}: {_esc(record['skipped'])}</li>"
+            for model, records in details.items() for metric, record in records.items() if record.get("skipped")]
+    return f"<p>Not measured (—):</p><ul>{''.join(rows)}</ul>" if rows else ""
+
+
 def _completion_cell(row: dict | None) -> str:
     """A completion with its judge grade as a coloured badge and the judge's reason on hover."""
     if row is None:
@@ -241,8 +261,8 @@ def runs_table_html(summary: Summary, runs: Runs) -> str:
 
 def report_html(summary: Summary, details: Details, title: str = DEFAULT_TITLE, runs: Runs | None = None) -> str:
     """The whole report as one HTML string, images inlined: table and scatter side by side on
-    top, then a bar chart per metric group, then completions side by side. With `runs` (whp
-    compare), a methods table comes first and the scatter groups points by method."""
+    top, then a bar chart per metric group, the relearning curve, then completions side by side.
+    With `runs` (whp compare), a methods table comes first and the scatter groups points by method."""
     if not summary:
         raise WhpError("no metrics to report")
     plots = "".join(f"<h3>{_esc(group)}</h3>{_img(group, fig)}" for group, fig in group_figures(summary))
@@ -252,9 +272,9 @@ def report_html(summary: Summary, details: Details, title: str = DEFAULT_TITLE, 
         f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>"
         f"<p>Models: {', '.join(_esc(m) for m in summary)}.</p>"
         f"{runs_table_html(summary, runs) if runs else ''}"
-        f'<div class="top"><div><h2>Metrics</h2>{metrics_table_html(summary)}{relearn_table_html(details)}</div>'
-        f"{_scatter_html(summary, methods)}</div>"
-        f"<h2>Metrics by group</h2>{plots}{completions_html(details)}</body></html>\n"
+        f'<div class="top"><div><h2>Metrics</h2>{metrics_table_html(summary)}{skipped_html(details)}'
+        f"{relearn_table_html(details)}</div>{_scatter_html(summary, methods)}</div>"
+        f"<h2>Metrics by group</h2>{plots}{relearn_curve_html(details)}{completions_html(details)}</body></html>\n"
     )
 
 

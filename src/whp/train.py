@@ -210,12 +210,15 @@ def train(
     work_dir: Path | None = None,
     desc: str = "training",
     dtype: torch.dtype = torch.float32,
+    after_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train `model` in place (in every process). With `work_dir`, checkpoints go to
     `work_dir/checkpoint` and a re-run resumes from the last one; per-step losses go to
     `work_dir/train_log.jsonl`. `dtype` bf16 runs forward and backward under bf16 autocast (fp32
     master weights); fp32 runs them in fp32. A sharded run (FSDP, DeepSpeed) leaves `model` split over the
-    processes: its trained weights come back whole in `TrainResult.state_dict` on the main process."""
+    processes: its trained weights come back whole in `TrainResult.state_dict` on the main process.
+    `after_step(steps_done)` is called in every process after each optimizer step (a measurement
+    along the run, e.g. a relearning curve); the model is put back in training mode after it."""
     if not examples:
         raise ValueError("no training examples")
     total = cfg.total_steps(len(examples))
@@ -295,6 +298,9 @@ def train(
                 f.write(json.dumps({"step": step, "loss": step_loss, "lr": optimizer.param_groups[0]["lr"]}) + "\n")
         if checkpoint and cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == total):
             _save_checkpoint(checkpoint, acc, prepared, model, optimizer, step, losses, tokens)
+        if after_step is not None:
+            after_step(step)
+            prepared.train()
     bar.close()
     prepared.eval()
     if cfg.gradient_checkpointing:

@@ -176,16 +176,18 @@ def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "not a finished whp run" in capsys.readouterr().err
 
 
-def test_eval_of_the_wrapper_skips_only_the_relearning_attack(inputs, runs, tmp_path):
+def test_eval_of_the_wrapper_skips_only_the_metrics_that_need_weights_or_states_of_its_own(inputs, runs, tmp_path):
     out = tmp_path / "eval"
+    skipped = ["relearn_familiarity", "relearn_curve", "latent_probe"]
     assert main(["-q", "eval", "--model", str(runs["whp-inference"] / "model"), "--out", str(out),
-                 "--prompts", str(inputs / "prob.jsonl"), "--metrics", "familiarity_probability", "relearn_familiarity",
-                 "membership", "--set", f"target_text={inputs / 'target.txt'}",
+                 "--prompts", str(inputs / "prob.jsonl"), "--metrics", "familiarity_probability", "membership", *skipped,
+                 "--set", f"target_text={inputs / 'target.txt'}", "--set", f"relearn_text={inputs / 'target.txt'}",
                  "--set", f"retain_text={inputs / 'retain.txt'}"]) == 0
     values = json.loads((out / "metrics.json").read_text())["whp-inference"]
     assert 0 <= values["familiarity_probability"] <= 1 and 0 <= values["min_k_auc"] <= 1
-    assert values["relearn_familiarity"] is None
-    assert "wrapper" in json.loads((out / "whp-inference" / "relearn_familiarity.json").read_text())["skipped"]
+    for metric in skipped:
+        assert values[metric] is None
+        assert "wrapper" in json.loads((out / "whp-inference" / f"{metric}.json").read_text())["skipped"]
 
 
 ARC = [

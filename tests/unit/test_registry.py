@@ -8,7 +8,15 @@ import pytest
 
 from whp.cli import make_parser
 from whp.config import PRESETS, RunConfig, load_config, preset_path
-from whp.evaluate.metrics import METRICS, demo_names, headline_names, reported_by
+from whp.evaluate.metrics import (
+    METRICS,
+    ROBUST,
+    STANDARD,
+    SUITES,
+    demo_names,
+    headline_names,
+    reported_by,
+)
 from whp.evaluate.suite import EvalConfig
 from whp.methods import LOSS_METHODS
 from whp.stages import METHODS, STAGES
@@ -36,6 +44,13 @@ def test_method_choices_on_the_command_line_are_the_registry():
     assert list(unlearn.choices) == list(METHODS)
 
 
+def test_suite_choices_on_the_command_line_are_the_registry():
+    parser = make_parser()
+    for command in ("eval", "compare"):
+        suite = next(a for a in parser._subparsers._group_actions[0].choices[command]._actions if a.dest == "suite")
+        assert tuple(suite.choices) == SUITES
+
+
 def test_each_training_stage_gets_the_shared_block_with_its_own_overrides():
     cfg = load_config(None, ["train.weight_decay=0.1", "finetune.train.lr=2e-5", "train.lora_config.r=8"])
     for section in ("reinforce", "finetune", *LOSS_METHODS):
@@ -60,7 +75,9 @@ def test_metrics_read_only_settings_that_exist_and_report_distinct_names():
     assert len(names) == len(set(names))
     for metric in METRICS.values():
         assert set(metric.settings) <= fields, metric.name
+        assert set(metric.models) <= set(metric.settings) and metric.suite in (STANDARD, ROBUST), metric.name
     assert set(demo_names()) | set(headline_names()) <= set(names)
+    assert all(METRICS[reported_by(n).name].suite == STANDARD for n in [*demo_names(), *headline_names()])
     assert all(reported_by(n) is not None for n in names)
 
 

@@ -191,3 +191,14 @@ def test_scatter_groups_a_sweep_and_names_its_points():
     lines = {line.get_label(): line for line in perplexity_axis.get_lines()}
     assert list(lines["ga"].get_xdata()) == [20, 21, 22] and len(lines["baseline"].get_xdata()) == 1
     assert {t.get_text() for t in perplexity_axis.texts} == {"base", "s1", "s2", "s3"}
+
+
+def test_relearning_curves_are_plotted_and_skipped_metrics_named():
+    curve = {"steps": [0, 10, 50], "probe": [0.05, 0.12, 0.2]}
+    details = {"base": {"relearn_curve": {"curves": {"full": curve, "lora": curve}}},
+               "unlearned": {"chat_completion": {"value": None, "skipped": "the tokenizer has no chat template"}}}
+    summary = {"base": {"relearn_curve": 0.2, "chat_completion": 1.4}, "unlearned": {"relearn_curve": 0.05, "chat_completion": None}}
+    page = report_html(summary, details)
+    assert "Robustness (attacks)" in page and "Familiarity along the relearning attack" in page
+    assert "chat_completion for unlearned: the tokenizer has no chat template" in page
+    assert "Familiarity along the relearning attack" not in report_html(SUMMARY, _details())

@@ -32,12 +32,18 @@ def target_token_ids(tokenizer: PreTrainedTokenizerBase, continuation: str) -> l
     text is taken instead. Empty when the continuation has no such token."""
     ids = []
     for variant in (continuation.lstrip(), " " + continuation.lstrip()):
-        for token in tokenizer(variant, add_special_tokens=False)["input_ids"]:
-            if tokenizer.decode([token], skip_special_tokens=True).strip():
-                if token not in ids:
-                    ids.append(token)
-                break
+        token = first_visible_token(tokenizer, variant)
+        if token is not None and token not in ids:
+            ids.append(token)
     return ids
+
+
+def first_visible_token(tokenizer: PreTrainedTokenizerBase, text: str) -> int | None:
+    """The first token of `text` that decodes to visible text (None when there is none)."""
+    for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
+        if tokenizer.decode([token], skip_special_tokens=True).strip():
+            return token
+    return None
 
 
 def probability_familiarity(
@@ -177,16 +183,24 @@ def completion_familiarity(
 # ---- as metrics of whp eval (whp.evaluate.metrics) -----------------------------------------------
 
 
+def probability_under(model, tokenizer, cfg, prompts: Sequence[ProbabilityPrompt]) -> dict:
+    """Probability familiarity of `prompts` with the settings of `cfg` (an EvalConfig)."""
+    return probability_familiarity(model, tokenizer, prompts, batch_size=cfg.batch_size)
+
+
+def completion_under(model, tokenizer, cfg, prompts: Sequence[CompletionPrompt]) -> dict:
+    """Completion familiarity of `prompts` with the settings of `cfg`, graded by its judge."""
+    from whp.evaluate.judges import judge_from
+
+    return completion_familiarity(model, tokenizer, prompts, judge_from(cfg), max_new_tokens=cfg.max_new_tokens,
+                                  batch_size=cfg.batch_size, seed=cfg.seed)
+
+
 def measure_probability(model, tokenizer, cfg, path: str, files: str) -> dict:
     """Probability familiarity over the prompt files of setting `files` of `cfg` (an EvalConfig)."""
-    prompts = [p for f in getattr(cfg, files) for p in load_probability_prompts(f)]
-    return probability_familiarity(model, tokenizer, prompts, batch_size=cfg.batch_size)
+    return probability_under(model, tokenizer, cfg, [p for f in getattr(cfg, files) for p in load_probability_prompts(f)])
 
 
 def measure_completion(model, tokenizer, cfg, path: str, files: str) -> dict:
     """Completion familiarity over the prompt files of setting `files`, graded by cfg's judge."""
-    from whp.evaluate.judges import judge_from
-
-    prompts = [p for f in getattr(cfg, files) for p in load_completion_prompts(f)]
-    return completion_familiarity(model, tokenizer, prompts, judge_from(cfg), max_new_tokens=cfg.max_new_tokens,
-                                  batch_size=cfg.batch_size, seed=cfg.seed)
+    return completion_under(model, tokenizer, cfg, [p for f in getattr(cfg, files) for p in load_completion_prompts(f)])

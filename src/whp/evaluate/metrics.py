@@ -3,7 +3,9 @@ direction, the settings it depends on (its own cache key) and the values it repo
 the report, the model card, `whp compare` and `whp demo` all read this table.
 
 A metric is `measure(model, tokenizer, cfg, model_path) -> {"value": ..., details}` (cfg: an
-EvalConfig); a new one is a module with its measure function plus an entry below.
+EvalConfig); a new one is a module with its measure function plus an entry below. A metric that
+does not apply to a model records `{"value": None, "skipped": reason}`. Each belongs to a suite:
+"standard" (what `whp eval` runs by default) or "robust" (attacks that try to bring the target back).
 """
 
 from __future__ import annotations
@@ -13,7 +15,20 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from whp.evaluate import familiarity, memorisation, mia, perplexity, relearn
+from whp.evaluate import (
+    chat,
+    crosslingual,
+    familiarity,
+    incontext,
+    jailbreak,
+    latent_probe,
+    memorisation,
+    mia,
+    perplexity,
+    relearn,
+    relearn_curve,
+)
+from whp.evaluate.robust import COMPLETION, PROBABILITY
 
 FORGET_LOWER = "lower = forgotten"
 FORGET_AUC = "near 0.5 = forgotten"
@@ -23,11 +38,15 @@ KEEP_LOWER = "lower = kept"
 FAMILIARITY = "Familiarity with the target"
 MEMORISATION = "Memorisation and membership"
 KEPT = "Side effects and retained ability"
+ROBUSTNESS = "Robustness (attacks)"
 BENCHMARK_GROUP = "General benchmarks (accuracy)"
 OTHER_GROUP = "Other metrics"
 
 BENCHMARKS = "benchmarks"  # the lm-evaluation-harness tasks: one value per task, benchmark_<task>
 BENCHMARK_PREFIX = "benchmark_"
+
+STANDARD, ROBUST, ALL = "standard", "robust", "all"  # a metric's suite; ALL chooses both
+SUITES = (STANDARD, ROBUST, ALL)
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,8 @@ class Metric:
     reports: tuple[str, ...] = ()  # the record's keys that enter the summary, each under its own name; () = "value" as `name`
     demo: bool = False  # a row of the demo's before/after table
     headline: bool = False  # a column of `whp compare`'s table of runs
+    suite: str = STANDARD  # STANDARD or ROBUST
+    models: tuple[str, ...] = ()  # those of `settings` that name a model (identified by its weights)
     help: str = ""
 
     def summary(self, record: dict) -> dict[str, Any]:
@@ -47,7 +68,8 @@ class Metric:
         return {key: record[key] for key in self.reports} if self.reports else {self.name: record["value"]}
 
 
-COMPLETION_SETTINGS = ("judge", "llm_url", "llm_model", "max_new_tokens", "seed")
+JUDGE_SETTINGS = ("judge", "llm_url", "llm_model")
+COMPLETION_SETTINGS = (*JUDGE_SETTINGS, "max_new_tokens", "seed")
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("familiarity_probability", functools.partial(familiarity.measure_probability, files="probability_prompts"),
@@ -73,7 +95,40 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            help="completion familiarity on related domains that must be kept"),
     Metric("retain_perplexity", perplexity.measure, KEPT, KEEP_LOWER, ("retain_text",), demo=True, headline=True,
            help="perplexity on general text"),
+    Metric("incontext_probability", functools.partial(incontext.measure, kind=PROBABILITY), ROBUSTNESS, FORGET_LOWER,
+           ("probability_prompts", "incontext_passages"), suite=ROBUST,
+           help="probability familiarity with a short and a long target passage before each prompt (mean of the two)"),
+    Metric("incontext_completion", functools.partial(incontext.measure, kind=COMPLETION), ROBUSTNESS, FORGET_LOWER,
+           ("completion_prompts", "incontext_passages", *COMPLETION_SETTINGS), suite=ROBUST,
+           help="completion familiarity with a short and a long target passage before each prompt (mean of the two)"),
+    Metric("crosslingual_probability", functools.partial(crosslingual.measure, kind=PROBABILITY, files="crosslingual_probability"),
+           ROBUSTNESS, FORGET_LOWER, ("crosslingual_probability", "probability_prompts"), suite=ROBUST,
+           help="probability familiarity on the prompts translated into other languages (mean over languages)"),
+    Metric("crosslingual_completion", functools.partial(crosslingual.measure, kind=COMPLETION, files="crosslingual_completion"),
+           ROBUSTNESS, FORGET_LOWER, ("crosslingual_completion", "completion_prompts", *COMPLETION_SETTINGS), suite=ROBUST,
+           help="completion familiarity on the prompts translated into other languages (mean over languages)"),
+    Metric("chat_completion", chat.measure, ROBUSTNESS, FORGET_LOWER, ("chat_questions", *JUDGE_SETTINGS, "max_new_tokens"),
+           suite=ROBUST, help="(5·#3 + #2)/N over graded answers to questions asked through the chat template"),
+    Metric("jailbreak_probability", functools.partial(jailbreak.measure, kind=PROBABILITY), ROBUSTNESS, FORGET_LOWER,
+           ("probability_prompts", "jailbreak_prefixes"), suite=ROBUST,
+           help="probability familiarity after jailbreak prefixes (mean over prefixes; the worst recorded)"),
+    Metric("jailbreak_completion", functools.partial(jailbreak.measure, kind=COMPLETION), ROBUSTNESS, FORGET_LOWER,
+           ("completion_prompts", "jailbreak_prefixes", *COMPLETION_SETTINGS), suite=ROBUST,
+           help="completion familiarity after jailbreak prefixes (mean over prefixes; the worst recorded)"),
+    Metric("relearn_curve", relearn_curve.measure, ROBUSTNESS, FORGET_LOWER,
+           ("probability_prompts", "relearn_text", "relearn_curve_steps", "relearn_curve_lr", "relearn_curve_lora_lr",
+            "relearn_curve_modes", "seed"), suite=ROBUST,
+           help="probability familiarity along a relearning attack on held-out target text, full fine-tune and LoRA"),
+    Metric("latent_probe", latent_probe.measure, ROBUSTNESS, FORGET_LOWER,
+           ("probability_prompts", "reference_model", "probe_layer", "probe_folds"), suite=ROBUST, models=("reference_model",),
+           help="accuracy of a probe trained on a reference model's hidden states, on the evaluated model's"),
 )}
+
+
+def suite_metrics(suite: str) -> list[str]:
+    """The metrics of a suite (STANDARD, ROBUST or ALL), in table order."""
+    return [m.name for m in METRICS.values() if suite in (m.suite, ALL)]
+
 
 # a summary value's name -> the metric that reports it
 _REPORTED_BY = {name: metric for metric in METRICS.values() for name in (metric.reports or (metric.name,))}

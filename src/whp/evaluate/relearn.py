@@ -4,22 +4,22 @@ to evaluate robust unlearning in LLMs"), so it is a first-class number of every 
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from whp.corpus import make_blocks, read_text
 from whp.errors import WhpError
+from whp.evaluate.robust import WRAPPER_HAS_NO_WEIGHTS, skipped
 from whp.methods.lm import lm_examples, lm_loss
-from whp.models import default_device, load_model
+from whp.models import LoraConfig, add_lora, default_device, load_model
 from whp.train import Batch, TrainConfig, train
 
-log = logging.getLogger("whp")
+LORA_RANK = 16  # the adapter of a LoRA relearning attack
 
 
 def slice_examples(
@@ -48,13 +48,14 @@ def mean_loss(model: torch.nn.Module, examples: list[Batch], batch_size: int) ->
     return total / count
 
 
-def relearning_attack(
+def relearning_curve(
     model_path: str | Path,
     tokenizer: PreTrainedTokenizerBase,
     target_text: str,
     probe: Callable[[PreTrainedModel], float],
-    steps: int = 20,
+    checkpoints: Sequence[int],
     lr: float = 1e-5,
+    lora: bool = False,
     block_size: int = 256,
     batch_size: int = 4,
     n_blocks: int = 8,
@@ -62,26 +63,67 @@ def relearning_attack(
     device: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> dict:
-    """Load a fresh copy of the (unlearned) model, fine-tune every weight for `steps` steps at a
-    constant `lr` on `n_blocks` blocks of target text, and measure `probe` (e.g. probability
-    familiarity, higher = more familiar) before and after. value = the probe after the attack;
-    an unlearning that holds keeps it near the value before (`change` ≈ 0), one that only hid
-    the knowledge jumps back towards the original model's value. Also reported: the model's
-    loss on the slice before and after (it must fall: the attack did train), per-step losses.
+    """Load a fresh copy of the (unlearned) model and fine-tune it at a constant `lr` on `n_blocks`
+    blocks of target text for the last of `checkpoints` steps (every weight, or with `lora` a
+    fresh rank-16 LoRA adapter), measuring `probe` (e.g. probability familiarity) and the loss on
+    the slice after each checkpoint's number of steps (0 = before training), along the one run.
     `device` defaults to this process's device; the attack trains under `dtype` (bf16: autocast
     over fp32 weights, as every whp training stage)."""
     device = device or str(default_device())
-    model = load_model(model_path).to(device)
+    model = load_model(model_path)
+    if lora:
+        torch.manual_seed(seed)  # the adapter's initial weights
+        model = add_lora(model, LoraConfig(r=LORA_RANK))
+    model = model.to(device)
     examples = slice_examples(tokenizer, target_text, block_size, n_blocks, seed)
-    cfg = TrainConfig(
-        lr=lr, max_steps=steps, batch_size=batch_size, schedule="constant",
-        checkpoint_every=0, seed=seed, lora=False,
-    )
+    wanted = set(checkpoints)
+    points: dict[int, tuple[float, float]] = {}
+
+    def measure_at(steps_done: int) -> None:
+        if steps_done in wanted:
+            model.eval()
+            points[steps_done] = probe(model), mean_loss(model, examples, batch_size)
+
     started = time.perf_counter()
-    probe_before, loss_before = probe(model), mean_loss(model, examples, batch_size)
-    result = train(model, examples, lm_loss, cfg, work_dir=None, desc="relearning attack", dtype=dtype)
-    probe_after, loss_after = probe(model), mean_loss(model, examples, batch_size)
-    del model
+    measure_at(0)
+    losses, tokens = [], 0
+    if max(checkpoints) > 0:
+        cfg = TrainConfig(lr=lr, max_steps=max(checkpoints), batch_size=batch_size, schedule="constant",
+                          checkpoint_every=0, seed=seed, lora=lora)
+        result = train(model, examples, lm_loss, cfg, work_dir=None, desc="relearning attack", dtype=dtype, after_step=measure_at)
+        losses, tokens = result.losses, result.tokens
+    return {
+        "steps": list(checkpoints),
+        "probe": [points[s][0] for s in checkpoints],
+        "slice_loss": [points[s][1] for s in checkpoints],
+        "train_losses": losses,
+        "lr": lr,
+        "lora": lora,
+        "blocks": len(examples),
+        "block_size": len(examples[0]["input_ids"]),
+        "tokens_trained": tokens,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def relearning_attack(
+    model_path: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    target_text: str,
+    probe: Callable[[PreTrainedModel], float],
+    steps: int = 20,
+    lr: float = 1e-5,
+    **sizes_and_device,
+) -> dict:
+    """Fine-tune a fresh copy of the (unlearned) model, every weight, for `steps` steps
+    (`relearning_curve`, whose block_size, batch_size, n_blocks, seed, device and dtype the other
+    keywords set) and measure `probe` (e.g. probability familiarity, higher = more familiar)
+    before and after. value = the probe after the attack; an unlearning that holds keeps it near
+    the value before (`change` ≈ 0), one that only hid the knowledge jumps back towards the
+    original model's value. Also reported: the model's loss on the slice before and after (it
+    must fall: the attack did train), per-step losses."""
+    curve = relearning_curve(model_path, tokenizer, target_text, probe, [0, steps], lr, **sizes_and_device)
+    (probe_before, probe_after), (loss_before, loss_after) = curve["probe"], curve["slice_loss"]
     return {
         "value": probe_after,
         "probe_before": probe_before,
@@ -89,13 +131,13 @@ def relearning_attack(
         "change": probe_after - probe_before,
         "slice_loss_before": loss_before,
         "slice_loss_after": loss_after,
-        "train_losses": result.losses,
+        "train_losses": curve["train_losses"],
         "steps": steps,
         "lr": lr,
-        "blocks": len(examples),
-        "block_size": len(examples[0]["input_ids"]),
-        "tokens_trained": result.tokens,
-        "seconds": time.perf_counter() - started,
+        "blocks": curve["blocks"],
+        "block_size": curve["block_size"],
+        "tokens_trained": curve["tokens_trained"],
+        "seconds": curve["seconds"],
     }
 
 
@@ -105,9 +147,7 @@ def measure(model, tokenizer, cfg, path: str) -> dict:
     from whp.inference import InferenceWHP
 
     if isinstance(model, InferenceWHP):
-        reason = "not defined for the inference-time WHP wrapper (no weights of its own to fine-tune)"
-        log.warning("%s: relearn_familiarity %s", path, reason)
-        return {"value": None, "skipped": reason}
+        return skipped(path, "relearn_familiarity", WRAPPER_HAS_NO_WEIGHTS)
 
     def probe(attacked) -> float:
         return measure_probability(attacked, tokenizer, cfg, path, files="probability_prompts")["value"]

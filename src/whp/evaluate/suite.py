@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,10 +31,20 @@ from whp import distributed, precision
 from whp.card import update_model_card
 from whp.common import file_hash, fingerprint
 from whp.evaluate.judges import JudgeError
-from whp.evaluate.metrics import BENCHMARK_PREFIX, BENCHMARKS, METRICS, Metric, ordered
+from whp.evaluate.metrics import (
+    BENCHMARK_PREFIX,
+    BENCHMARKS,
+    METRICS,
+    STANDARD,
+    SUITES,
+    Metric,
+    ordered,
+    suite_metrics,
+)
+from whp.evaluate.relearn_curve import MODES
 from whp.files import read_json, write_json
 from whp.inference import any_model_identity, load_any_model
-from whp.models import cache_dir, load_tokenizer, resolve_model_path
+from whp.models import cache_dir, load_tokenizer, resolve_model_path, tokenizer_identity
 
 log = logging.getLogger("whp")
 
@@ -41,6 +52,14 @@ log = logging.getLogger("whp")
 def demo_file(name: str) -> str:
     """A file of the built-in Sherlock Holmes set (prompts, texts) shipped in the package."""
     return str(resources.files("whp") / "data" / "demo" / name)
+
+
+def robust_file(name: str) -> str:
+    """A file of the built-in set for the robustness metrics (passages, translations, prefixes)."""
+    return demo_file(f"robust/{name}")
+
+
+LANGUAGES = ("fr", "es", "de")  # the built-in translations of the held-out prompts
 
 
 def demo_corpus_files() -> list[str]:
@@ -59,7 +78,21 @@ class EvalConfig:
     retain_text: list[str] = field(default_factory=lambda: [demo_file("retain.txt")], metadata={"help": "general text for perplexity (and MIA non-members)"})
     target_text: list[str] = field(default_factory=demo_corpus_files, metadata={"help": "target text for memorisation, MIA members and the relearning slice"})
     qa: str | None = field(default_factory=lambda: demo_file("qa.jsonl"), metadata={"help": "question-answer file on the target"})
-    metrics: list[str] = field(default_factory=lambda: [*METRICS, BENCHMARKS], metadata={"help": f"which metrics to run: {', '.join([*METRICS, BENCHMARKS])}"})
+    incontext_passages: str = field(default_factory=lambda: robust_file("incontext_passages.jsonl"), metadata={"help": "passages of the target's world it never trained on ({length: short|long, text}) put before the prompts"})
+    crosslingual_probability: list[str] = field(default_factory=lambda: [robust_file(f"crosslingual_{lang}_probability_heldout.jsonl") for lang in LANGUAGES], metadata={"help": "probability prompts translated into other languages (one file per language; source: the line of the English prompt in probability_prompts)"})
+    crosslingual_completion: list[str] = field(default_factory=lambda: [robust_file(f"crosslingual_{lang}_completion_heldout.jsonl") for lang in LANGUAGES], metadata={"help": "completion prompts translated into other languages (one file per language; source: the line of the English prompt in completion_prompts)"})
+    chat_questions: str = field(default_factory=lambda: robust_file("chat_heldout.jsonl"), metadata={"help": "questions on the target ({question, references}) asked through the chat template"})
+    jailbreak_prefixes: str = field(default_factory=lambda: robust_file("jailbreak_prefixes.jsonl"), metadata={"help": "jailbreak prefixes ({name, prefix}) put before the prompts"})
+    relearn_text: list[str] = field(default_factory=lambda: [robust_file("incontext_passages.jsonl")], metadata={"help": "held-out target text of the relearning curve (text files, or passage files .jsonl); never the unlearning's own target"})
+    relearn_curve_steps: list[int] = field(default_factory=lambda: [0, 10, 50, 100], metadata={"help": "fine-tuning steps after which the relearning curve measures familiarity (increasing; 0 = before)"})
+    relearn_curve_lr: float = field(default=1e-4, metadata={"help": "learning rate of the relearning curve's full fine-tune"})
+    relearn_curve_lora_lr: float = field(default=1e-3, metadata={"help": "learning rate of the relearning curve's LoRA attack (rank 16): ten times the full fine-tune's, as a LoRA adapter moves the weights less per step"})
+    relearn_curve_modes: list[str] = field(default_factory=lambda: list(MODES), metadata={"help": f"attacks of the relearning curve: {' and/or '.join(MODES)} (value: the first one's last point)"})
+    reference_model: str | None = field(default=None, metadata={"help": "latent probe: the model whose hidden states train the probe (the model before unlearning); none = the evaluated model itself"})
+    probe_layer: int | None = field(default=None, metadata={"help": "latent probe: hidden states after this many layers (0 = embeddings); none = the middle layer"})
+    probe_folds: int = field(default=10, metadata={"help": "latent probe: cross-validation folds over the prompts (0 = leave-one-out)"})
+    suite: str = field(default=STANDARD, metadata={"help": f"which metrics run when `metrics` is empty: {', '.join(SUITES)}"})
+    metrics: list[str] = field(default_factory=list, metadata={"help": f"which metrics to run (empty: those of `suite`, and benchmarks): {', '.join([*METRICS, BENCHMARKS])}"})
     benchmarks: list[str] = field(default_factory=list, metadata={"help": "lm-eval tasks (whp_arc_easy, ... or hub names when online)"})
     benchmark_data: str | None = field(default=None, metadata={"help": "folder of the local benchmark jsonl files"})
     benchmark_limit: int | None = field(default=None, metadata={"help": "items per benchmark task"})
@@ -79,6 +112,20 @@ class EvalConfig:
         unknown = sorted(set(self.metrics) - {*METRICS, BENCHMARKS})
         if unknown:
             raise ValueError(f"unknown metric {unknown[0]!r} (known: {', '.join([*METRICS, BENCHMARKS])})")
+        if self.suite not in SUITES:
+            raise ValueError(f"unknown suite {self.suite!r} (known: {', '.join(SUITES)})")
+        steps = self.relearn_curve_steps
+        if not steps or steps[0] < 0 or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"relearn_curve_steps must be increasing numbers from 0, got {steps}")
+        modes = self.relearn_curve_modes
+        if not modes or not set(modes) <= set(MODES) or len(set(modes)) < len(modes):
+            raise ValueError(f"relearn_curve_modes must be {' and/or '.join(MODES)}, each once, got {modes}")
+        if self.probe_folds < 0 or self.probe_folds == 1:
+            raise ValueError(f"probe_folds must be 0 (leave-one-out) or at least 2, got {self.probe_folds}")
+
+    def chosen_metrics(self) -> list[str]:
+        """The metrics to run: `metrics`, or those of `suite` and benchmarks."""
+        return self.metrics or [*suite_metrics(self.suite), BENCHMARKS]
 
     def resolved_dtype(self) -> torch.dtype:
         return precision.resolve_for(self.dtype, distributed.device())
@@ -107,14 +154,18 @@ def code_identity() -> dict:
     return {"whp_evaluate": code, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def metric_inputs(name: str, settings: tuple[str, ...], path: str, cfg: EvalConfig) -> str:
-    """The fingerprint of one metric's inputs: the model, the resolved dtype, the settings it
-    reads (files among them by content), the evaluation code and library versions."""
+def metric_inputs(name: str, settings: tuple[str, ...], path: str, cfg: EvalConfig, models: tuple[str, ...] = ()) -> str:
+    """The fingerprint of one metric's inputs: the model and its tokenizer, the resolved dtype, the
+    settings it reads (files among them by content, `models` among them by their weights), the
+    evaluation code and library versions."""
     values = {key: getattr(cfg, key) for key in settings}
     files = [f for value in values.values() for f in (value if isinstance(value, list) else [value])
              if isinstance(f, str) and Path(f).is_file()]
-    return fingerprint({"metric": name, "model": any_model_identity(path), "dtype": precision.dtype_name(cfg.resolved_dtype()),
-                        "settings": values, "files": {f: file_hash(f) for f in files}, "code": code_identity()})
+    other_models = {key: any_model_identity(values[key]) for key in models if values[key] is not None}
+    return fingerprint({"metric": name, "model": any_model_identity(path), "tokenizer": tokenizer_identity(path),
+                        "dtype": precision.dtype_name(cfg.resolved_dtype()),
+                        "settings": values, "files": {f: file_hash(f) for f in files}, "models": other_models,
+                        "code": code_identity()})
 
 
 def machine_cache(inputs: str) -> Path:
@@ -148,9 +199,10 @@ def evaluate_model(path: str, label: str, cfg: EvalConfig, out: Path) -> dict[st
     {name: value} of the requested ones."""
     folder = out / label
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = [METRICS[m] for m in cfg.metrics if m in METRICS]
-    tasks = cfg.benchmarks if BENCHMARKS in cfg.metrics else []
-    inputs = {m.name: metric_inputs(m.name, m.settings, path, cfg) for m in metrics}
+    chosen = cfg.chosen_metrics()
+    metrics = [METRICS[m] for m in chosen if m in METRICS]
+    tasks = cfg.benchmarks if BENCHMARKS in chosen else []
+    inputs = {m.name: metric_inputs(m.name, m.settings, path, cfg, m.models) for m in metrics}
     inputs.update({f"{BENCHMARK_PREFIX}{t}": metric_inputs(f"{BENCHMARK_PREFIX}{t}", ("benchmark_data", "benchmark_limit"), path, cfg)
                    for t in tasks})
     records = {name: record for name, key in inputs.items() if (record := _finished(folder, name, key)) is not None}
