@@ -13,10 +13,14 @@ import pytest
 
 class FakeServer:
     """Answers POST /v1/chat/completions with queued (status, content) replies, recording requests.
-    `content` may be a function of the request body; status "sleep" waits `content` seconds first."""
+    `content` may be a function of the request body; status "sleep" waits `content` seconds first.
+    `serial_delay` > 0: like a local server on a CPU, it works on one request at a time, taking
+    that many seconds for each (the others wait in its queue, and it finishes a request whose
+    client gave up)."""
 
-    def __init__(self, replies, default: str = "GRADE: 0"):
+    def __init__(self, replies, default: str = "GRADE: 0", serial_delay: float = 0.0):
         self.replies, self.requests, self.lock, self.default = list(replies), [], threading.Lock(), default
+        self.serial_delay, self.busy = serial_delay, threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,6 +31,9 @@ class FakeServer:
                     status, content = outer.replies.pop(0) if outer.replies else (200, outer.default)
                 if callable(content):  # computed from the request body
                     content = content(body)
+                if outer.serial_delay:
+                    with outer.busy:
+                        time.sleep(outer.serial_delay)
                 if status == "sleep":  # a server that does not answer in time
                     time.sleep(float(content))
                     status, content = 200, outer.default
@@ -34,10 +41,13 @@ class FakeServer:
                     payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
                 else:
                     payload = content.removeprefix("RAW:")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(payload.encode())
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(payload.encode())
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -55,8 +65,8 @@ class FakeServer:
 def server_factory():
     servers = []
 
-    def make(replies, default: str = "GRADE: 0"):
-        servers.append(FakeServer(replies, default))
+    def make(replies, default: str = "GRADE: 0", serial_delay: float = 0.0):
+        servers.append(FakeServer(replies, default, serial_delay))
         return servers[-1]
 
     yield make
