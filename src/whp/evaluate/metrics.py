@@ -47,7 +47,7 @@ class Metric:
         return {key: record[key] for key in self.reports} if self.reports else {self.name: record["value"]}
 
 
-COMPLETION_SETTINGS = ("judge", "llm_url", "llm_model", "max_new_tokens", "seed")
+COMPLETION_SETTINGS = ("judge", "llm_url", "llm_model", "llm_max_tokens", "max_new_tokens", "seed")
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("familiarity_probability", functools.partial(familiarity.measure_probability, files="probability_prompts"),
