@@ -9,7 +9,11 @@ scrubbed from error messages.
 `ask_all` sends many requests, `workers` at a time. A local server on a CPU often answers one
 request after another, so the later ones wait in its queue: when a request gets no reply within
 the time limit, the client backs off before it gives up: from then on it sends half as many
-requests at once and waits twice as long, and asks again. Network errors, HTTP 429/5xx and
+requests at once and waits twice as long, and asks again. Replies are asked for as a stream
+(`"stream": true`, server-sent events; a server that answers with one JSON reply instead is read
+as such): the time limit is then on silence, so a server that is writing its reply slowly is
+not cut off, and a request given up is dropped by servers that stop generating when the client
+goes (vLLM, `transformers serve`) instead of working on it behind the retry. Network errors, HTTP 429/5xx and
 replies that the caller's parser rejects are retried too (a rejected reply is asked again at
 temperature `RETRY_TEMPERATURE` from then on, since a deterministic server would repeat it). After
 `max_retries` retries, or at once for other HTTP errors, the request fails with an `LLMError`
@@ -182,11 +186,12 @@ class ChatClient:
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps({**body, "stream": True}).encode(),
+                                         headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=wait) as response:
+                if response.headers.get_content_type() == "text/event-stream":
+                    return self._read_stream(response)
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             message = server_message(exc.read())
@@ -206,6 +211,33 @@ class ChatClient:
             return json.loads(raw)["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise _Retry(f"{self.role} reply is not a chat completion: {raw[:100]!r}") from exc
+
+    def _read_stream(self, response) -> str:
+        """The text of a streamed chat completion: the `choices[0].delta.content` of each
+        `data: {...}` event up to `data: [DONE]` or the end."""
+        pieces = []
+        for line in response:
+            data = line.decode("utf-8", "replace").strip().removeprefix("data:").strip()
+            if not line.startswith(b"data:") or not data:
+                continue
+            if data == "[DONE]":
+                break
+            try:
+                event = json.loads(data)
+            except ValueError as exc:
+                raise _Retry(f"{self.role} stream is not a chat completion: {data[:100]!r}") from exc
+            if isinstance(event, dict) and event.get("error"):
+                raise _Retry(f"{self.role} endpoint stopped with an error: {server_message(data.encode())}", False)
+            pieces.append(self._delta_text(event, data))
+        return "".join(pieces)
+
+    def _delta_text(self, event, data: str) -> str:
+        """The text a streamed event adds (none for an event without choices, like a last usage event)."""
+        choices = event.get("choices") if isinstance(event, dict) else None
+        if not isinstance(choices, list) or (choices and not isinstance(choices[0], dict)):
+            raise _Retry(f"{self.role} stream is not a chat completion: {data[:100]!r}")
+        delta = (choices[0].get("delta") or {}) if choices else {}
+        return (delta.get("content") or "") if isinstance(delta, dict) else ""
 
     def _back_off(self, wait: float, limit: int) -> None:
         """After a time-out of a request sent with (wait, limit): half the requests, twice the wait."""

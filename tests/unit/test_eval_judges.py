@@ -220,3 +220,33 @@ def test_judge_from_eval_config():
     assert judge.client.keep_replies and judge.client.setting_prefix == "llm_"
     with pytest.raises(WhpError, match="llm_workers"):
         judge_from(EvalConfig(judge="llm", llm_url="http://x/v1", llm_model="m", llm_workers=0))
+
+
+# ---- streamed replies (server-sent events) -------------------------------------------------------
+
+
+def test_replies_are_asked_for_as_a_stream(server_factory):
+    server = server_factory([(200, "SSE:GRADE: 2\nA theme of the stories.")])
+    assert judge_for(server.url).grade("p", "c", []) == (2, "A theme of the stories.")
+    assert server.requests[0]["body"]["stream"] is True
+
+
+def test_a_slow_steady_stream_is_not_cut_off(server_factory):
+    # 12 words 0.1 s apart: longer than the 0.5 s limit in all, but never silent for that long
+    server = server_factory([(200, "SSE:GRADE: 1\nit is slow but it keeps writing a word at a time")])
+    server.stream_delay = 0.1
+    assert judge_for(server.url, timeout=0.5, max_retries=0).grade("p", "c", [])[0] == 1
+
+
+def test_a_silent_stream_times_out(server_factory):
+    server = server_factory([(200, "SSE:GRADE: 1\nlate")] * 2)
+    server.stream_delay = 1.5
+    with pytest.raises(JudgeError, match="timed out: no reply within 0.6 s"):
+        judge_for(server.url, timeout=0.3, max_retries=1).grade("p", "c", [])
+
+
+def test_an_error_event_in_the_stream(server_factory):
+    server = server_factory([(200, "SSE:ERROR:CUDA out of memory")] * 2)
+    with pytest.raises(JudgeError) as info:
+        judge_for(server.url, max_retries=1).grade("p", "c", [])
+    assert info.value.problem == "judge endpoint stopped with an error: CUDA out of memory (after 2 tries)"
