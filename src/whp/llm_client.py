@@ -110,6 +110,10 @@ def server_message(raw: bytes) -> str:
     return " ".join(text.split())[:300] or "(no message)"
 
 
+def _tries(n: int) -> str:
+    return f"{n} try" if n == 1 else f"{n} tries"
+
+
 def _timeout_reason(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
@@ -261,7 +265,7 @@ class ChatClient:
 
     def _timeout_problem(self, waits: list[float]) -> str:
         tries = ", ".join(f"{w:g}" for w in waits)
-        return (f"{self.role} endpoint timed out: no reply within {waits[-1]:g} s ({len(waits)} tries, waiting {tries} s, "
+        return (f"{self.role} endpoint timed out: no reply within {waits[-1]:g} s ({_tries(len(waits))}, waiting {tries} s, "
                 f"{self.gate.limit} request(s) at a time at the end); a slow server (a local one on a CPU) needs a longer "
                 f"wait: raise {self.setting_prefix}timeout (now {self.timeout:g}), or lower {self.setting_prefix}max_tokens "
                 f"(now {self.max_tokens}) or {self.setting_prefix}workers (now {self.workers})")
@@ -288,7 +292,7 @@ class ChatClient:
         if failure.waited:
             error = LLMError(self._timeout_problem(waits), self.base_url, endpoint_wide=True)
         else:
-            error = LLMError(f"{failure.problem} (after {self.max_retries + 1} tries)", self.base_url, failure.endpoint_wide)
+            error = LLMError(f"{failure.problem} (after {_tries(self.max_retries + 1)})", self.base_url, failure.endpoint_wide)
         return self._stop(error) if error.endpoint_wide else error
 
     def ask(self, messages: list[dict], parse: Callable[[str], T | None], expected: str) -> T:

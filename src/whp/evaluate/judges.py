@@ -213,9 +213,9 @@ class LLMJudge:
         missing = [index for index, grade in enumerate(graded) if grade is None]
         if missing:
             kept = len(items) - len(missing)
-            first = answers.stopped.problem if answers.stopped else answers.problem(missing[0])
-            raise JudgeError(f"{len(missing)} of {len(items)} completions got no grade; first: {first}; "
-                             f"the {kept} grades received are kept, and a re-run asks only for the rest",
+            first = (answers.stopped.problem if answers.stopped else answers.problem(missing[0])).rstrip(".")
+            kept_note = f"; the {kept} grades received are kept, and a re-run asks only for the rest" if kept else ""
+            raise JudgeError(f"{len(missing)} of {len(items)} completions got no grade; first: {first}{kept_note}",
                              self.base_url, graded)
         return graded  # type: ignore[return-value]
 
