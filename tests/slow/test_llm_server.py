@@ -95,7 +95,7 @@ def test_llm_judge_grades_completions_served_by_transformers_serve(server, tmp_p
     before = answered(log)
     code = main(["-q", "eval", "--model", model, "--out", str(tmp_path / "eval"), "--prompts", str(prompts),
                  "--metrics", "familiarity_completion", "--judge", "llm", "--llm-url", url, "--llm-model", model,
-                 "--set", "dtype=float32", "--set", "max_new_tokens=16", "--set", "llm_workers=2"])
+                 "--set", "dtype=float32", "--set", "max_new_tokens=8", "--set", "llm_workers=2", "--set", "llm_max_tokens=32"])
     assert code == 0
     (record_file,) = (tmp_path / "eval").glob("*/familiarity_completion.json")
     record = json.loads(record_file.read_text())
@@ -114,8 +114,8 @@ def test_anchors_llm_mode_drafts_from_transformers_serve(server, tmp_path, caplo
     before = answered(log)
     code = main(["anchors", "--model", model, "--target", str(target), "--out", str(out), "--dtype", "float32",
                  "--llm-url", url, "--llm-model", model, "--set", "reinforce_tokens=0", "--set", "min_count=2",
-                 "--set", "llm.passages=2", "--set", "llm.passage_words=150", "--set", "llm.max_tokens=120",
-                 "--set", "llm.workers=1"])
+                 "--set", "llm.passages=2", "--set", "llm.passage_words=80", "--set", "llm.max_tokens=48",
+                 "--set", "llm.workers=1", "--set", "llm.max_retries=0"])
     assert code == 0
     entries = yaml.safe_load(out.read_text())
     assert entries and all(e["alternatives"] for e in entries.values())
