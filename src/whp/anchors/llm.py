@@ -45,7 +45,7 @@ class LLMConfig:
     passages: int = field(default=40, metadata={"help": "passages sent, evenly spread over the target"})
     passage_words: int = field(default=400, metadata={"help": "words per passage"})
     workers: int = field(default=4, metadata={"help": "requests in flight at once (halved after a time-out); 1 suits a local server on a CPU"})
-    timeout: float = field(default=60.0, metadata={"help": "seconds to wait for one reply; after a time-out the wait doubles and fewer requests go at once, before a passage is given up"})
+    timeout: float = field(default=60.0, metadata={"help": "seconds to wait for one reply (for its next words: replies are streamed); after a time-out the wait doubles and fewer requests go at once, before a passage is given up"})
     max_retries: int = field(default=2, metadata={"help": "retries of a failed or unusable reply"})
     max_tokens: int = field(default=800, metadata={"help": "reply length limit (a passage's expressions as JSON)"})
 

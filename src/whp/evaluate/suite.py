@@ -67,7 +67,7 @@ class EvalConfig:
     llm_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL for the LLM judge"})
     llm_model: str | None = field(default=None, metadata={"help": "model name for the LLM judge"})
     llm_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the judge's API key"})
-    llm_timeout: float = field(default=60.0, metadata={"help": "seconds to wait for a judge's reply; after a time-out the wait doubles and fewer requests go at once, before the judge gives up"})
+    llm_timeout: float = field(default=60.0, metadata={"help": "seconds to wait for a judge's reply (for its next words: replies are streamed); after a time-out the wait doubles and fewer requests go at once, before the judge gives up"})
     llm_workers: int = field(default=4, metadata={"help": "judge requests in flight at once (halved after a time-out); 1 suits a local server on a CPU"})
     llm_max_tokens: int = field(default=64, metadata={"help": "reply length limit of the judge (a grade line and one sentence)"})
     max_new_tokens: int = field(default=48, metadata={"help": "completion length"})
