@@ -13,7 +13,7 @@ requests at once and waits twice as long, and asks again. Replies are asked for 
 (`"stream": true`, server-sent events; a server that answers with one JSON reply instead is read
 as such): the time limit is then on silence, so a server that is writing its reply slowly is
 not cut off, and a request given up is dropped by servers that stop generating when the client
-goes (vLLM, `transformers serve`) instead of working on it behind the retry. Network errors, HTTP 429/5xx and
+goes (`transformers serve` does) instead of working on it behind the retry. Network errors, HTTP 429/5xx and
 replies that the caller's parser rejects are retried too (a rejected reply is asked again at
 temperature `RETRY_TEMPERATURE` from then on, since a deterministic server would repeat it). After
 `max_retries` retries, or at once for other HTTP errors, the request fails with an `LLMError`
