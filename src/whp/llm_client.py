@@ -297,7 +297,13 @@ class ChatClient:
 
     def ask(self, messages: list[dict], parse: Callable[[str], T | None], expected: str) -> T:
         """`parse(reply)` of the first reply it accepts (not None); `expected` names what a good
-        reply has, for the error message."""
+        reply has, for the error message. A request on its own: an earlier failure of the
+        endpoint does not stop it (the wait and the requests at once learnt so far still hold)."""
+        self.stopped = None
+        return self._ask(messages, parse, expected)
+
+    def _ask(self, messages: list[dict], parse: Callable[[str], T | None], expected: str) -> T:
+        """`ask` within a batch: stops when the endpoint has failed for good."""
         body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
         kept = self._kept_reply(body, parse)
         if kept is not None:
@@ -325,12 +331,13 @@ class ChatClient:
     def ask_all(self, conversations: Sequence[list[dict]], parse: Callable[[str], T | None], expected: str) -> Answers[T]:
         """`ask` for each conversation, `workers` at a time (fewer after time-outs), in order.
         Never raises LLMError: failures are in the answers."""
+        self.stopped = None  # a new batch: an earlier one's endpoint failure is not this one's
         values: list = [None] * len(conversations)
         problems: dict[int, str] = {}
         reused_before = self.reused
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = [pool.submit(self.ask, c, parse, expected) for c in conversations]
+            futures = [pool.submit(self._ask, c, parse, expected) for c in conversations]
             for index, future in enumerate(futures):
                 try:
                     values[index] = future.result()

@@ -170,6 +170,13 @@ def test_an_endpoint_failure_stops_the_items_not_yet_sent(server_factory):
     assert info.value.graded == [(3, ""), None, None, None, None]
     assert len(server.requests) == 2, "nothing is sent after the endpoint refused the key"
     assert "first: judge endpoint answered HTTP 403: quota exceeded" in info.value.problem
+    # the same judge again later: a new batch is sent, not stopped by the last one's failure
+    judge = judge_for(server.url, workers=1)
+    server.replies[:] = [(403, "RAW:{}")]
+    with pytest.raises(JudgeError):
+        judge.grade_many(items[:2])
+    server.replies[:] = [(200, "GRADE: 2")] * 2
+    assert judge.grade_many(items[:2]) == [(2, ""), (2, "")]
 
 
 def test_a_slow_serial_server_gets_fewer_requests_and_a_longer_wait(server_factory):
