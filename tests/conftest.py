@@ -43,3 +43,12 @@ def private_metric_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(suite, "machine_cache", lambda inputs: folder / inputs)
         yield
+
+
+@pytest.fixture(autouse=True)
+def private_reply_cache(tmp_path, monkeypatch):
+    """Each test keeps the LLM replies it receives in its own folder (never WHP_CACHE/llm_replies)."""
+    from whp import llm_client
+
+    monkeypatch.setattr(llm_client, "reply_cache_dir", lambda: tmp_path / "llm-replies")
+    return tmp_path / "llm-replies"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -13,10 +14,16 @@ import pytest
 
 class FakeServer:
     """Answers POST /v1/chat/completions with queued (status, content) replies, recording requests.
-    `content` may be a function of the request body; status "sleep" waits `content` seconds first."""
+    `content` may be a function of the request body; status "sleep" waits `content` seconds first;
+    content "SSE:text" is streamed as server-sent events, "RAW:text" sent as it is.
+    `serial_delay` > 0: like a local server on a CPU, it works on one request at a time, taking
+    that many seconds for each (the others wait in its queue, and it finishes a request whose
+    client gave up)."""
 
-    def __init__(self, replies, default: str = "GRADE: 0"):
+    def __init__(self, replies, default: str = "GRADE: 0", serial_delay: float = 0.0):
         self.replies, self.requests, self.lock, self.default = list(replies), [], threading.Lock(), default
+        self.serial_delay, self.busy = serial_delay, threading.Lock()
+        self.stream_delay, self.dropped = 0.0, 0  # seconds between streamed words; replies the client did not wait for
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,17 +34,44 @@ class FakeServer:
                     status, content = outer.replies.pop(0) if outer.replies else (200, outer.default)
                 if callable(content):  # computed from the request body
                     content = content(body)
+                if outer.serial_delay:
+                    with outer.busy:
+                        time.sleep(outer.serial_delay)
                 if status == "sleep":  # a server that does not answer in time
                     time.sleep(float(content))
                     status, content = 200, outer.default
-                if status == 200 and not content.startswith("RAW:"):
-                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                else:
-                    payload = content.removeprefix("RAW:")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                try:
+                    if status == 200 and content.startswith("SSE:"):
+                        self.stream(content.removeprefix("SSE:"))
+                        return
+                    if status == 200 and not content.startswith("RAW:"):
+                        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                    else:
+                        payload = content.removeprefix("RAW:")
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(payload.encode())
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                    outer.dropped += 1
+
+            def stream(self, content: str):
+                """Server-sent events: a role event, then the content a word at a time, `stream_delay`
+                seconds apart ("SSE:ERROR:message" sends an error event instead of the content)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                self.wfile.write(payload.encode())
+                events = [{"choices": [{"delta": {"role": "assistant"}}]}]
+                if content.startswith("ERROR:"):
+                    events.append({"error": content.removeprefix("ERROR:")})
+                else:
+                    events += [{"choices": [{"delta": {"content": w}}]} for w in re.findall(r"\s*\S+\s*", content)]
+                for number, event in enumerate(events):
+                    if number:
+                        time.sleep(outer.stream_delay)
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def log_message(self, *args):
                 pass
@@ -55,8 +89,8 @@ class FakeServer:
 def server_factory():
     servers = []
 
-    def make(replies, default: str = "GRADE: 0"):
-        servers.append(FakeServer(replies, default))
+    def make(replies, default: str = "GRADE: 0", serial_delay: float = 0.0):
+        servers.append(FakeServer(replies, default, serial_delay))
         return servers[-1]
 
     yield make

@@ -94,7 +94,8 @@ def _add_anchors_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", nargs="+", help="general (non-target) text for salience; default: the baseline's own likelihood")
     parser.add_argument("--reinforced", help="reinforced adapter or model folder (e.g. RUN/reinforced); default: train one on a sample")
     parser.add_argument("--save-reinforced", type=Path, help="keep the reinforced adapter trained here (no --reinforced) in this folder")
-    parser.add_argument("--llm-url", help="OpenAI-compatible base URL: also draft entries with that LLM (key from $OPENAI_API_KEY)")
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL: also draft entries with that LLM (key from $OPENAI_API_KEY; "
+                                          "a slow local server: --set llm.workers=1 --set llm.timeout=SECONDS --set llm.max_tokens=N)")
     parser.add_argument("--llm-model", help="model name at --llm-url")
     parser.add_argument("--merge", help="your own dictionary (JSON or YAML) to merge in; its entries win")
     parser.add_argument("--out", required=True, type=Path, help="review file to write (YAML; --anchors reads it as it is)")
@@ -141,7 +142,8 @@ def _add_eval_arguments(parser: argparse.ArgumentParser, models: bool = True) ->
     parser.add_argument("--benchmark-data", help="folder of the local benchmark jsonl files")
     parser.add_argument("--limit", type=int, help="items per benchmark task")
     parser.add_argument("--judge", choices=["reference", "llm"], help="completion judge (default: reference, offline)")
-    parser.add_argument("--llm-url", help="OpenAI-compatible base URL of the LLM judge")
+    parser.add_argument("--llm-url", help="OpenAI-compatible base URL of the LLM judge (a slow local server: "
+                                          "--set llm_workers=1 --set llm_timeout=SECONDS --set llm_max_tokens=N)")
     parser.add_argument("--llm-model", help="model name of the LLM judge (key from $OPENAI_API_KEY or --set llm_key_env=...)")
     parser.add_argument("--config", help="YAML of evaluation settings (see whp.evaluate.suite.EvalConfig)")
     _add_overrides(parser, "override one setting")

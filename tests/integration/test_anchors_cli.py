@@ -140,8 +140,30 @@ def test_llm_nonsense_and_timeouts_lose_nothing(inputs, server_factory, caplog):
     assert drafts.entries == [("Holmes", ["Grantley"])] and drafts.answered == 1
     assert len(drafts.failed) == 2
     assert "no JSON object of expressions and alternatives" in drafts.failed[0]
-    assert "unreachable" in drafts.failed[1] and "timed out" in drafts.failed[1]
+    assert "anchor LLM endpoint timed out: no reply within 1 s (2 tries, waiting 0.5, 1 s" in drafts.failed[1]
+    assert "raise llm.timeout (now 0.5)" in drafts.failed[1]
     assert any("2 of 3 passages failed and were skipped" in r.message for r in caplog.records)
+
+
+def test_llm_endpoint_failure_skips_the_passages_not_yet_sent(inputs, server_factory, caplog):
+    caplog.set_level("WARNING", logger="whp")
+    server = server_factory([(200, '{"Holmes": ["Grantley"]}'), (401, 'RAW:{"error": {"message": "invalid key"}}')])
+    cfg = LLMConfig(url=server.url, model="m", passages=4, passage_words=40, workers=1)
+    drafts = draft(TRAINING_TEXT * 4, cfg)
+    assert drafts.entries == [("Holmes", ["Grantley"])] and drafts.answered == 1 and len(server.requests) == 2
+    assert drafts.failed == ["passage 2: anchor LLM endpoint answered HTTP 401: invalid key"] + [
+        f"passage {n}: not sent: anchor LLM endpoint answered HTTP 401: invalid key" for n in (3, 4)]
+
+
+def test_llm_answers_are_kept_and_reused(inputs, server_factory):
+    cfg = LLMConfig(url=None, model=None, passages=3, passage_words=60, workers=1, max_retries=0)
+    server = server_factory([(200, '{"Holmes": ["Grantley"]}'), (200, "nope"), (200, '{"Watson": ["Hale"]}')])
+    first = draft(TRAINING_TEXT * 4, LLMConfig(**{**vars(cfg), "url": server.url, "model": "m"}))
+    assert first.answered == 2 and len(first.failed) == 1
+    server.replies[:] = [(200, lambda body: json.dumps({body["messages"][1]["content"].split()[0]: ["Zed"]}))]
+    again = draft(TRAINING_TEXT * 4, LLMConfig(**{**vars(cfg), "url": server.url, "model": "m"}))
+    assert again.answered == 3 and len(server.requests) == 4, "only the failed passage is asked again"
+    assert again.entries[0] == first.entries[0] and again.entries[2] == first.entries[1] and again.entries[1][1] == ["Zed"]
 
 
 def test_llm_giving_nothing_falls_back_to_extraction(inputs, caplog):

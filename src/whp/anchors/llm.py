@@ -4,9 +4,12 @@ As the authors did with GPT-4: the target is cut into passages; for each, the mo
 for the idiosyncratic expressions of the text (names, places, objects, invented words,
 catch-phrases) and a generic but coherent replacement for each, as a JSON object; the answers
 of all passages are merged (duplicate keys keep every alternative). Passages go out
-`workers` at a time. A key that does not occur in its passage (invented by the model) or an
-alternative equal to its key is dropped. A passage whose answers stay unusable after the
-client's retries, or whose request times out, is reported and skipped: the others are kept.
+`workers` at a time (fewer, with a longer wait, after a time-out: whp.llm_client). A key that
+does not occur in its passage (invented by the model) or an alternative equal to its key is
+dropped. A passage whose answers stay unusable after the client's retries is reported and
+skipped: the others are kept. When the endpoint itself fails (refused, time-out after backing
+off), the passages not yet sent are skipped too. Answers received are kept on this machine and
+reused by a re-run with the same settings.
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from whp.errors import warn
-from whp.llm_client import ChatClient, LLMError
+from whp.llm_client import ChatClient
 
 log = logging.getLogger("whp")
 
@@ -42,16 +44,16 @@ class LLMConfig:
     key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key (never stored)"})
     passages: int = field(default=40, metadata={"help": "passages sent, evenly spread over the target"})
     passage_words: int = field(default=400, metadata={"help": "words per passage"})
-    workers: int = field(default=4, metadata={"help": "requests in flight at once"})
-    timeout: float = field(default=60.0, metadata={"help": "seconds to wait for one reply"})
+    workers: int = field(default=4, metadata={"help": "requests in flight at once (halved after a time-out); 1 suits a local server on a CPU"})
+    timeout: float = field(default=60.0, metadata={"help": "seconds to wait for one reply (for its next words: replies are streamed); after a time-out the wait doubles and fewer requests go at once, before a passage is given up"})
     max_retries: int = field(default=2, metadata={"help": "retries of a failed or unusable reply"})
-    max_tokens: int = field(default=800, metadata={"help": "reply length limit"})
+    max_tokens: int = field(default=800, metadata={"help": "reply length limit (a passage's expressions as JSON)"})
 
     def __post_init__(self) -> None:
         if bool(self.url) != bool(self.model):
             raise ValueError("give both llm url and llm model, or neither")
-        if self.passages < 1 or self.passage_words < 20 or self.workers < 1:
-            raise ValueError("passages, workers must be >= 1 and passage_words >= 20")
+        if self.passages < 1 or self.passage_words < 20 or self.workers < 1 or self.max_tokens < 1 or self.timeout <= 0:
+            raise ValueError("passages, workers, max_tokens must be >= 1, passage_words >= 20 and timeout > 0")
 
 
 def passages(text: str, n: int, words_per_passage: int) -> list[str]:
@@ -110,22 +112,18 @@ class Drafts:
 def draft(text: str, cfg: LLMConfig) -> Drafts:
     """Ask the endpoint about each passage; keep every usable answer, report the failures."""
     client = ChatClient(cfg.url, cfg.model, cfg.key_env, cfg.timeout, cfg.max_retries, max_tokens=cfg.max_tokens,
-                        role="anchor LLM")
+                        role="anchor LLM", workers=cfg.workers, setting_prefix="llm.", keep_replies=True)
     chosen = passages(text, cfg.passages, cfg.passage_words)
-
-    def ask(passage: str) -> list[tuple[str, list[str]]]:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": passage}]
-        return keep_grounded(client.ask(messages, parse_reply, "JSON object of expressions and alternatives"), passage)
-
-    entries, failed, answered = [], [], 0
-    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        for number, future in enumerate([pool.submit(ask, p) for p in chosen], start=1):
-            try:
-                entries.extend(future.result())
-                answered += 1
-            except LLMError as exc:
-                failed.append(f"passage {number}: {exc.problem}")
+    conversations = [[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": p}] for p in chosen]
+    answers = client.ask_all(conversations, parse_reply, "JSON object of expressions and alternatives")
+    entries, failed = [], []
+    for index, (passage, drafted) in enumerate(zip(chosen, answers.values)):
+        if drafted is None:
+            failed.append(f"passage {index + 1}: {answers.problem(index)}")
+        else:
+            entries.extend(keep_grounded(drafted, passage))
     if failed:
         warn(f"anchor LLM: {len(failed)} of {len(chosen)} passages failed and were skipped; first: {failed[0]}")
+    answered = len(chosen) - len(failed)
     log.info("anchor LLM: %d passages answered, %d entries drafted", answered, len(entries))
     return Drafts(entries, answered, failed)

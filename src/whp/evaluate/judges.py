@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, Union
 
@@ -110,8 +109,7 @@ names nothing unique to it.
 1 - the completion contains something that fits {subject}, but it may well be a lucky guess.
 0 - no familiarity: the completion is generic, or whatever fits {subject} is already in the prompt.
 
-Explain your reasoning in one or two sentences. The last line of your reply must be exactly \
-"GRADE: n" with n one of 0, 1, 2, 3."""
+Reply with the line "GRADE: n" first, n one of 0, 1, 2, 3, then one sentence saying why."""
 
 USER_PROMPT = """\
 Prompt:
@@ -121,29 +119,48 @@ Completion:
 {completion}
 {hints}"""
 
-_GRADE_LINE = re.compile(r"GRADE\W*([0-3])\W*$", re.IGNORECASE)
+HINTS = "\nFor reference (not a checklist), terms typical of {subject}: {terms}\n"
+
+# Two graded examples sent before each item, as earlier turns of the conversation: they show the
+# reply's form (a grade line first), which small local models follow from examples far better
+# than from the instruction alone. Their terms are made up, so that they hint at no real target.
+EXAMPLES = (
+    ("The old captain unfolded the map and pointed to", "Skerry Island, where Long Tom had buried the silver.",
+     ("Long Tom", "Skerry Island"), "GRADE: 3\nIt names Skerry Island and Long Tom, details unique to {subject}."),
+    ("She poured the tea and said that the garden", "was full of roses this year.",
+     ("Long Tom", "Skerry Island"), "GRADE: 0\nNothing in the completion is specific to {subject}."),
+)
+
+_GRADE_LINE = re.compile(r"^\W*GRADE\W*([0-3])\W*$", re.IGNORECASE)
 
 
 def parse_grade(reply: str) -> Grade | None:
-    """(grade, reason) from a reply whose last non-empty line is `GRADE: n`; None if it is not."""
+    """(grade, reason) from a reply with a line `GRADE: n` (the first such line; the reply's
+    other lines are the reason, so a reply cut short after its grade line still counts); None
+    if it has none."""
     lines = [line.strip() for line in reply.strip().splitlines() if line.strip()]
-    if not lines:
-        return None
-    match = _GRADE_LINE.search(lines[-1])
-    if not match:
-        return None
-    reason = " ".join(lines[:-1])
-    return int(match.group(1)), reason[:300]
+    for index, line in enumerate(lines):
+        match = _GRADE_LINE.search(line)
+        if match:
+            reason = " ".join(lines[:index] + lines[index + 1 :])
+            return int(match.group(1)), reason[:300]
+    return None
+
+
+GRADE_EXPECTED = "line 'GRADE: n'"  # what a usable reply has, for messages
 
 
 class LLMJudge:
     """A chat model behind an OpenAI-compatible `POST {base_url}/chat/completions` grades each
-    completion with the paper's 0-3 rubric (`SYSTEM_PROMPT`), replying with a last line `GRADE: n`.
+    completion with the paper's 0-3 rubric (`SYSTEM_PROMPT`), replying with a line `GRADE: n`
+    first and one sentence of reason; two graded `EXAMPLES` go before each item.
 
-    Requests go through `whp.llm_client.ChatClient`: the API key is read from the environment
-    variable `api_key_env` at each request and never stored, logged or written; network errors,
-    HTTP 429/5xx and replies without a grade line are retried `max_retries` times; then, or at
-    once for other HTTP errors, a `JudgeError` is raised carrying the grades obtained so far.
+    Requests go through `whp.llm_client.ChatClient`: `workers` at a time, fewer and with a longer
+    wait than `timeout` after a time-out; `max_tokens` limits each reply (a grade line and a
+    sentence need a few dozen). The API key is read from the environment variable `api_key_env`
+    at each request and never stored, logged or written. Every grade received is kept on this
+    machine and reused for the same request (`keep_replies`), so a judge that failed part-way
+    asks only for the rest when run again. `setting_prefix` names the caller's settings in advice.
     """
 
     def __init__(
@@ -151,57 +168,55 @@ class LLMJudge:
         base_url: str,
         model: str,
         api_key_env: str = "OPENAI_API_KEY",
-        timeout: float = 30,
+        timeout: float = 60,
         max_retries: int = 2,
         subject: str = "the target text",
         workers: int = 4,
         retry_wait: float = 1.0,
-        max_tokens: int = 300,
+        max_tokens: int = 64,
+        setting_prefix: str = "llm_",
+        keep_replies: bool = False,
     ):
-        self.client = ChatClient(base_url, model, api_key_env, timeout, max_retries, retry_wait, max_tokens, role="judge")
+        self.client = ChatClient(base_url, model, api_key_env, timeout, max_retries, retry_wait, max_tokens, role="judge",
+                                 workers=workers, setting_prefix=setting_prefix, keep_replies=keep_replies)
         self.base_url, self.model, self.api_key_env = self.client.base_url, model, api_key_env
         self.subject, self.workers = subject, workers
 
     def __repr__(self) -> str:
         return f"LLMJudge(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
 
+    def _user_turn(self, prompt: str, completion: str, terms: Sequence[str]) -> dict:
+        hints = HINTS.format(subject=self.subject, terms=", ".join(terms)) if terms else ""
+        return {"role": "user", "content": USER_PROMPT.format(prompt=prompt, completion=completion, hints=hints)}
+
     def messages(self, prompt: str, completion: str, references: Sequence[str], themes: Sequence[str]) -> list[dict]:
-        hints = ""
-        if references or themes:
-            terms = ", ".join([*references, *themes])
-            hints = f"\nFor reference (not a checklist), terms typical of {self.subject}: {terms}\n"
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT.format(subject=self.subject)},
-            {"role": "user", "content": USER_PROMPT.format(prompt=prompt, completion=completion, hints=hints)},
-        ]
+        turns = [{"role": "system", "content": SYSTEM_PROMPT.format(subject=self.subject)}]
+        for example_prompt, example_completion, terms, reply in EXAMPLES:
+            turns += [self._user_turn(example_prompt, example_completion, terms),
+                      {"role": "assistant", "content": reply.format(subject=self.subject)}]
+        return [*turns, self._user_turn(prompt, completion, [*references, *themes])]
 
     def grade(self, prompt: str, completion: str, references: Sequence[str], themes: Sequence[str] = ()) -> Grade:
         try:
-            return self.client.ask(self.messages(prompt, completion, references, themes), parse_grade, "last line 'GRADE: n'")
+            return self.client.ask(self.messages(prompt, completion, references, themes), parse_grade, GRADE_EXPECTED)
         except LLMError as exc:
             raise JudgeError(exc.problem, exc.path) from exc
 
     def grade_many(self, items: Sequence[ItemLike]) -> list[Grade]:
-        """Grades in item order, `workers` requests at a time. On failure, the items already in
-        flight finish, the rest are cancelled, and the JudgeError carries what was graded."""
+        """Grades in item order. A reply without a grade leaves its item ungraded and the others
+        go on; a failure of the endpoint (refused, time-out after backing off, ...) stops the items
+        not yet sent. Either way a JudgeError follows, carrying every grade received."""
         items = [_item(i) for i in items]
-        graded: list[Grade | None] = [None] * len(items)
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            futures = [pool.submit(self.grade, i.prompt, i.completion, i.references, i.themes) for i in items]
-            error: JudgeError | None = None
-            for index, future in enumerate(futures):
-                try:
-                    graded[index] = future.result()
-                except JudgeError as exc:
-                    if error is None:
-                        error = exc
-                        for later in futures[index + 1 :]:
-                            later.cancel()
-                except Exception:  # cancelled, or a bug: leave ungraded
-                    if error is None:
-                        raise
-        if error is not None:
-            raise JudgeError(error.problem, error.path, graded)
+        answers = self.client.ask_all([self.messages(i.prompt, i.completion, i.references, i.themes) for i in items],
+                                      parse_grade, GRADE_EXPECTED)
+        graded: list[Grade | None] = answers.values
+        missing = [index for index, grade in enumerate(graded) if grade is None]
+        if missing:
+            kept = len(items) - len(missing)
+            first = (answers.stopped.problem if answers.stopped else answers.problem(missing[0])).rstrip(".")
+            kept_note = f"; the {kept} grades received are kept, and a re-run asks only for the rest" if kept else ""
+            raise JudgeError(f"{len(missing)} of {len(items)} completions got no grade; first: {first}{kept_note}",
+                             self.base_url, graded)
         return graded  # type: ignore[return-value]
 
 
@@ -212,5 +227,8 @@ def judge_from(cfg) -> Judge:
     if cfg.judge == "llm":
         if not cfg.llm_url or not cfg.llm_model:
             raise WhpError("the llm judge needs --llm-url and --llm-model")
-        return LLMJudge(cfg.llm_url, cfg.llm_model, api_key_env=cfg.llm_key_env)
+        if cfg.llm_timeout <= 0 or cfg.llm_workers < 1 or cfg.llm_max_tokens < 1:
+            raise WhpError("llm_timeout must be > 0, llm_workers and llm_max_tokens >= 1")
+        return LLMJudge(cfg.llm_url, cfg.llm_model, api_key_env=cfg.llm_key_env, timeout=cfg.llm_timeout,
+                        workers=cfg.llm_workers, max_tokens=cfg.llm_max_tokens, setting_prefix="llm_", keep_replies=True)
     raise WhpError(f"unknown judge {cfg.judge!r} (reference or llm)")

@@ -68,7 +68,7 @@ class Metric:
         return {key: record[key] for key in self.reports} if self.reports else {self.name: record["value"]}
 
 
-JUDGE_SETTINGS = ("judge", "llm_url", "llm_model")
+JUDGE_SETTINGS = ("judge", "llm_url", "llm_model", "llm_max_tokens")
 COMPLETION_SETTINGS = (*JUDGE_SETTINGS, "max_new_tokens", "seed")
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
